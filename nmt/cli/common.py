@@ -1,0 +1,46 @@
+"""Shared CLI plumbing: schemas in Hydra's ConfigStore, config -> dataclass, user-facing errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from nmt.attention import AttentionConfigError
+from nmt.checkpoint import CheckpointError
+from nmt.config import TrainConfig, TranslateConfig
+from nmt.data.corpus import CorpusError
+
+T = TypeVar("T")
+USER_ERRORS = (CorpusError, CheckpointError, AttentionConfigError, ValueError, FileNotFoundError)
+
+
+def register_schemas() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="translate_schema", node=TranslateConfig)
+
+
+def to_object(cfg: DictConfig, cls: type[T]) -> T:
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, cls), type(obj)
+    return obj
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn known bad-input errors into one clear line on stderr and exit status 2."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as err:
+            logging.getLogger("nmt").debug("error", exc_info=True)
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+    return wrapper

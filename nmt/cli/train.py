@@ -1,0 +1,56 @@
+"""nmt-train: train a model (Hydra app; any config key can be overridden, -m sweeps)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from nmt import checkpoint
+from nmt.cli.common import register_schemas, to_object, user_errors
+from nmt.config import TrainConfig
+from nmt.train import run
+
+log = logging.getLogger("nmt")
+register_schemas()
+
+
+def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
+    """The config a run was started with (from its last checkpoint), with resume set."""
+    stored = checkpoint.load(run_dir / "checkpoints" / "last.pt")["config"]
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), stored)
+    out = to_object(merged, TrainConfig)
+    out.resume = str(run_dir)
+    out.device, out.threads = cfg.device, cfg.threads
+    return out
+
+
+@user_errors
+def train_main(cfg: DictConfig) -> float:
+    conf = to_object(cfg, TrainConfig)
+    if conf.resume:
+        run_dir = Path(conf.resume)
+        conf = resumed_config(run_dir, conf)
+        handler = logging.FileHandler(run_dir / "train.log")
+        fmt = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
+        logging.getLogger().addHandler(handler)
+    else:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    log.info("run folder: %s", run_dir)
+    log.debug("config: %s", asdict(conf))
+    summary = run(conf, run_dir)
+    return summary["progress"]["best_bleu"]
+
+
+@hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    return train_main(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""nmt-translate: translate a file or stdin with a checkpoint; BLEU with a reference; heatmaps."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from nmt import checkpoint
+from nmt.cli.common import register_schemas, to_object, user_errors
+from nmt.config import TranslateConfig
+from nmt.data.corpus import decode_lines, read_lines
+from nmt.data.tokenizer import Tokenizer
+from nmt.evaluate import score
+from nmt.model.seq2seq import Seq2Seq, build_model
+from nmt.plots import heatmap, write_alignments_jsonl
+from nmt.train import resolve_device
+from nmt.translate import translate
+
+log = logging.getLogger("nmt")
+register_schemas()
+
+
+def load_model(path: str | Path, device: torch.device) -> tuple[Seq2Seq, Tokenizer, dict]:
+    """Model, tokenizer and config from a self-contained checkpoint."""
+    ckpt = checkpoint.load(path, device)
+    cfg = ckpt["config"]
+    tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
+    model = build_model(cfg["model"], cfg["attention"], len(tok))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise checkpoint.CheckpointError(f"{path}: weights do not match the stored config "
+                                         f"({str(err).splitlines()[0]})") from err
+    return model.to(device).eval(), tok, cfg
+
+
+@user_errors
+def translate_main(cfg: DictConfig) -> None:
+    conf = to_object(cfg, TranslateConfig)
+    device = resolve_device(conf.device)
+    if conf.threads:
+        torch.set_num_threads(conf.threads)
+    model, tok, _ = load_model(conf.checkpoint, device)
+    if conf.input:
+        lines = read_lines(conf.input)
+    else:
+        lines = decode_lines(sys.stdin.buffer.read(), "<stdin>")
+    refs = read_lines(conf.reference) if conf.reference else None
+    if refs is not None and len(refs) != len(lines):
+        raise ValueError(f"{conf.reference} has {len(refs)} lines but the input has "
+                         f"{len(lines)}")
+    results = translate(model, tok, lines, conf.search, device, alignments=conf.heatmaps,
+                        progress=bool(conf.output))
+    out = open(conf.output, "w", encoding="utf-8") if conf.output else sys.stdout
+    try:
+        for r in results:
+            if conf.search.nbest > 1:
+                out.write("\t".join(f"{s:.4f} {t}" for t, s in r.nbest) + "\n")
+            else:
+                out.write(r.text + "\n")
+    finally:
+        if conf.output:
+            out.close()
+        else:
+            out.flush()
+    if refs is not None:
+        s = score([r.text for r in results], refs)
+        print(s.line(), file=sys.stderr)
+    if conf.heatmaps:
+        folder = Path(conf.heatmap_dir or Path(HydraConfig.get().runtime.output_dir) / "heatmaps")
+        folder.mkdir(parents=True, exist_ok=True)
+        records = []
+        for i, r in enumerate(results):
+            if r.alignment is None:
+                records.append({"line": i + 1, "src": [], "tgt": [], "alignment": []})
+                continue
+            records.append({"line": i + 1, "src": r.src_pieces, "tgt": r.tgt_pieces,
+                            "alignment": [[round(x, 5) for x in row]
+                                          for row in r.alignment.tolist()]})
+            if i < conf.max_heatmaps:
+                heatmap(r.alignment, r.src_pieces, r.tgt_pieces, folder / f"{i + 1}.png")
+        write_alignments_jsonl(records, folder / "alignments.jsonl")
+        print(f"heatmaps: {folder}", file=sys.stderr)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="translate")
+def main(cfg: DictConfig) -> None:
+    translate_main(cfg)
+
+
+if __name__ == "__main__":
+    main()

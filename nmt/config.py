@@ -1,0 +1,114 @@
+"""Typed config schemas (registered in Hydra's ConfigStore by the CLIs): a typo or a wrong type in
+a config file or an override fails at start-up with the key named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nmt.translate import SearchOptions
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/multi30k"          # folder with {split}.{lang}[.gz]
+    download: bool = True                # fetch Multi30k into `root` when files are missing
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    train: str = "train"
+    valid: str = "val"
+    test: list[str] = field(default_factory=lambda: ["test_2016_flickr", "test_2017_flickr"])
+    # Explicit files override root/split/lang (any two line-aligned plain or .gz files).
+    train_src: str | None = None
+    train_tgt: str | None = None
+    valid_src: str | None = None
+    valid_tgt: str | None = None
+    cache_dir: str = "data/cache"
+    vocab_size: int = 8000
+    spm_model_type: str = "unigram"
+    character_coverage: float = 1.0
+    max_len: int = 100                   # training pairs longer than this (pieces) are skipped
+    train_limit: int = 0                 # >0: use only the first N training pairs
+    valid_limit: int = 0                 # >0: validate on the first N validation pairs
+
+
+@dataclass
+class ModelConfig:
+    emb_size: int = 256
+    hidden_size: int = 512               # decoder size; encoder output size (both directions)
+    enc_layers: int = 1
+    dec_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    input_feeding: bool = True
+    tie_embeddings: bool = False
+
+
+@dataclass
+class AttentionConfig:
+    name: str = "bahdanau"
+    units: int = 0                       # attention hidden size d_a (0: decoder hidden size)
+    normalize: bool = False              # additive energies with weight-normalized v (g, b)
+    scale: bool = False                  # Luong energies times a learned scalar g
+    mode: str = "log_matrix"             # monotonic training: log_matrix|parallel|recursive|hard
+    sigmoid_noise: float = 1.0           # monotonic: pre-sigmoid noise std in training
+    score_bias_init: float = 0.0         # monotonic: initial r
+    filters: int = 32                    # location: convolution filters
+    kernel_size: int = 31                # location: odd kernel width
+    location_input: str = "cumulative"   # location: prev|cumulative|both
+    smoothing: bool = False              # location: sigmoid normalization instead of softmax
+    conv_bias: bool = True
+    energy_bias: bool = True
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    lr_factor: float = 0.5               # reduce on validation-BLEU plateau
+    lr_patience: int = 2
+    min_lr: float = 1e-5
+
+
+@dataclass
+class LoopConfig:
+    batch_tokens: int = 2000             # target tokens per batch (padded)
+    label_smoothing: float = 0.1
+    max_epochs: int = 30
+    max_steps: int = 0                   # 0: no limit
+    max_minutes: float = 0.0             # wall-clock budget; 0: no limit
+    valid_every: int = 1000              # steps
+    patience: int = 6                    # validations without BLEU gain before stopping
+    valid_beam: int = 1                  # beam size for validation BLEU (1: greedy)
+    heatmap_sentences: int = 4           # fixed validation sentences plotted each validation
+    max_bad_steps: int = 10              # consecutive non-finite losses before stopping
+    test_beam: int = 5                   # final decoding of data.test with best.pt (0: skip)
+    test_alpha: float = 0.6
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1
+    device: str = "auto"                 # auto|cpu|cuda|cuda:N
+    threads: int = 0                     # torch CPU threads (0: torch's default)
+    resume: str | None = None         # a run folder to continue from its last checkpoint
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+
+@dataclass
+class TranslateConfig:
+    checkpoint: str = "???"
+    input: str | None = None          # file; stdin when unset
+    output: str | None = None         # file; stdout when unset
+    reference: str | None = None      # prints BLEU and chrF when given
+    heatmaps: bool = False
+    heatmap_dir: str | None = None    # default: <hydra run dir>/heatmaps
+    max_heatmaps: int = 100
+    device: str = "auto"
+    threads: int = 0
+    search: SearchOptions = field(default_factory=SearchOptions)

@@ -1,0 +1,119 @@
+"""Reading line-aligned parallel text (plain or .gz) with validation; Multi30k download."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MULTI30K_URL = "https://github.com/multi30k/dataset/raw/master/data/task1/raw/{name}"
+# Checksums of the public multi30k/dataset files (data/task1/raw).
+MULTI30K_SHA256 = {
+    "test_2016_flickr.de.gz": "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
+    "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
+    "test_2017_flickr.de.gz": "a2c89666db00c495cd8513b9d708d5a3acc205d7de312ef2bf5fb7ebc1540aee",
+    "test_2017_flickr.en.gz": "76a444ee25172e72695cddb13ae4a3bda59430617be88e0bb46b60504f054074",
+    "train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
+    "train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
+    "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
+    "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
+}
+
+
+class CorpusError(ValueError):
+    """Bad input data; the message names the file (and line) and what to do."""
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """Read a UTF-8 text file (optionally .gz), one sentence per line.
+
+    Only "\\n" separates lines (str.splitlines would also split on U+2028 and friends and
+    change the line count); a trailing "\\r" is removed, and a last line without a newline is kept.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: file not found")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as err:
+        raise CorpusError(f"{path}: cannot read ({err})") from err
+    return decode_lines(raw, str(path))
+
+
+def decode_lines(raw: bytes, name: str) -> list[str]:
+    """Split bytes into lines and decode each as strict UTF-8; errors name `name`:line."""
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise CorpusError(f"{name}:{line}: NUL byte found; this looks like a binary file, "
+                          "not one sentence per line of UTF-8 text")
+    parts = raw.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    lines = []
+    for number, part in enumerate(parts, start=1):
+        if part.endswith(b"\r"):
+            part = part[:-1]
+        try:
+            lines.append(part.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise CorpusError(f"{name}:{number}: invalid UTF-8 at byte {err.start} "
+                              "(convert the file to UTF-8)") from err
+    return lines
+
+
+def read_parallel(src_path: str | os.PathLike, tgt_path: str | os.PathLike,
+                  allow_empty: bool = False) -> tuple[list[str], list[str]]:
+    """Read two line-aligned files; their line counts must match."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise CorpusError(f"line counts differ: {src_path} has {len(src)} lines, "
+                          f"{tgt_path} has {len(tgt)}; the files must be line-aligned")
+    if not src and not allow_empty:
+        raise CorpusError(f"{src_path} and {tgt_path} are empty")
+    return src, tgt
+
+
+def find_file(root: str | os.PathLike, split: str, lang: str) -> Path:
+    """`root/split.lang` or `root/split.lang.gz`, whichever exists."""
+    for name in (f"{split}.{lang}", f"{split}.{lang}.gz"):
+        if (Path(root) / name).is_file():
+            return Path(root) / name
+    raise CorpusError(f"{Path(root) / (split + '.' + lang)}[.gz]: file not found "
+                      "(set data.root or NMT_DATA to the corpus folder, or data.download=true)")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_multi30k(root: str | os.PathLike, names: list[str] | None = None) -> None:
+    """Fetch Multi30k task 1 raw files into `root`, verifying their SHA-256 checksums."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names or sorted(MULTI30K_SHA256):
+        target = root / name
+        if target.is_file() and sha256(target) == MULTI30K_SHA256[name]:
+            continue
+        url = MULTI30K_URL.format(name=name)
+        log.info("downloading %s", url)
+        tmp = target.with_suffix(target.suffix + ".part")
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
+            f.write(response.read())
+        got = sha256(tmp)
+        if got != MULTI30K_SHA256[name]:
+            tmp.unlink()
+            raise CorpusError(f"{url}: checksum mismatch (got {got}, "
+                              f"expected {MULTI30K_SHA256[name]})")
+        os.replace(tmp, target)

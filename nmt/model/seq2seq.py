@@ -1,0 +1,93 @@
+"""The encoder-decoder: one class that reads top to bottom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nmt.attention import Memory, build_attention
+from nmt.model.decoder import Decoder, DecoderState
+from nmt.model.encoder import Encoder
+
+
+@dataclass
+class ModelSpec:
+    vocab_size: int
+    emb_size: int = 256
+    hidden_size: int = 512
+    enc_layers: int = 1
+    dec_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    input_feeding: bool = True
+    tie_embeddings: bool = False
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, spec: ModelSpec, attention: str, attention_options: dict | None = None,
+                 pad_id: int = 0):
+        super().__init__()
+        self.spec = spec
+        self.pad_id = pad_id
+        self.encoder = Encoder(spec.vocab_size, spec.emb_size, spec.hidden_size, spec.enc_layers,
+                               spec.bidirectional, spec.dropout, pad_id)
+        attn = build_attention(attention, spec.hidden_size, self.encoder.output_size,
+                               **(attention_options or {}))
+        self.decoder = Decoder(spec.vocab_size, spec.emb_size, spec.hidden_size, spec.dec_layers,
+                               spec.dropout, attn, spec.input_feeding, pad_id)
+        # Bridge: decoder layer l starts from tanh(W_b [final fwd; final bwd] of encoder layer).
+        self.bridge = nn.Linear(self.encoder.output_size, spec.hidden_size)
+        self.output = nn.Linear(spec.hidden_size, spec.vocab_size)
+        if spec.tie_embeddings:
+            self.decoder.embed.weight = self.encoder.embed.weight
+            if spec.emb_size == spec.hidden_size:
+                self.output.weight = self.decoder.embed.weight
+
+    def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:
+        """src [B, S], src_len [B] -> attention memory and the decoder's initial state."""
+        out, final = self.encoder(src, src_len)
+        mask = src != self.pad_id
+        mem = self.decoder.attention.prepare(out, mask)
+        # Top encoder layers feed the decoder layers when the depths differ.
+        final = final[-self.spec.dec_layers:]
+        if final.shape[0] < self.spec.dec_layers:
+            final = final[-1:].expand(self.spec.dec_layers, -1, -1)
+        hidden = torch.tanh(self.bridge(final)).contiguous()
+        return mem, self.decoder.init_state(hidden, mem)
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
+        """-> logits [B, T, V] and alignments [B, T, S]."""
+        mem, state = self.encode(src, src_len)
+        outs, alphas = self.decoder(tgt_in, state, mem)
+        return self.output(outs), alphas
+
+    def loss(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tgt_out: Tensor,
+             label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Summed label-smoothed cross-entropy and summed plain NLL over real target tokens."""
+        logits, _ = self(src, src_len, tgt_in)
+        lp = F.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), dim=-1)
+        target = tgt_out.reshape(-1)
+        real = target != self.pad_id
+        nll = -lp.gather(1, target.unsqueeze(1)).squeeze(1)
+        # Label smoothing as in F.cross_entropy: eps spread uniformly over the vocabulary.
+        tok = (1 - label_smoothing) * nll + label_smoothing * -lp.mean(dim=-1)
+        loss = tok[real].sum()
+        nll = nll.detach()[real].sum()
+        return loss, nll
+
+    def step_logprobs(self, tokens: Tensor, state: DecoderState, mem: Memory, hard: bool = True
+                      ) -> tuple[Tensor, Tensor, DecoderState]:
+        """One decoding step: tokens [B] -> log-probs [B, V], alignment [B, S], new state."""
+        x_proj = self.decoder.embed_inputs(tokens.unsqueeze(1)).squeeze(1)
+        out, alpha, state = self.decoder.step(x_proj, state, mem, hard=hard)
+        return F.log_softmax(self.output(out).float(), dim=-1), alpha, state
+
+
+def build_model(model_cfg: dict, attention_cfg: dict, vocab_size: int) -> Seq2Seq:
+    """A model from plain config dicts (as stored in checkpoints)."""
+    options = {k: v for k, v in attention_cfg.items() if k != "name"}
+    spec = ModelSpec(vocab_size=vocab_size, **model_cfg)
+    return Seq2Seq(spec, attention_cfg["name"], options)

@@ -1,0 +1,169 @@
+"""Batched greedy and beam search. Finished sentences leave the batch, so one sentence's result
+does not depend on which others share its batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nmt.data.tokenizer import BOS, EOS
+from nmt.model.seq2seq import Seq2Seq
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]        # without BOS/EOS
+    score: float             # log-probability divided by the length penalty
+    alignment: Tensor | None  # [len(tokens) + 1, source length incl. EOS]; last row is EOS
+
+
+def max_lengths(src_len: Tensor, ratio: float, offset: int) -> Tensor:
+    return (src_len.float() * ratio + offset).long().clamp(min=1)
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT: ((5 + |Y|) / 6) ** alpha."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.inference_mode()
+def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 1.5,
+           max_len_offset: int = 10, alignments: bool = False) -> list[list[Hypothesis]]:
+    """Argmax decoding of a batch. Returns one hypothesis per sentence."""
+    model.eval()
+    mem, state = model.encode(src, src_len)
+    B = src.shape[0]
+    limit = max_lengths(src_len, max_len_ratio, max_len_offset).tolist()
+    rows = torch.arange(B, device=src.device)           # original index of each live row
+    tokens = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    out_tokens: list[list[int]] = [[] for _ in range(B)]
+    out_align: list[list[Tensor]] = [[] for _ in range(B)]
+    scores = [0.0] * B
+    t = 0
+    while rows.numel():
+        t += 1
+        logp, alpha, state = model.step_logprobs(tokens, state, mem)
+        best, tokens = logp.max(dim=-1)
+        finished = []
+        for r, (b, tok, s) in enumerate(zip(rows.tolist(), tokens.tolist(), best.tolist(),
+                                            strict=True)):
+            scores[b] += s
+            if alignments:
+                out_align[b].append(alpha[r])
+            if tok == EOS or t >= limit[b]:
+                finished.append(r)
+            if tok != EOS:
+                out_tokens[b].append(tok)
+        if finished:
+            keep = torch.ones(rows.numel(), dtype=torch.bool)
+            keep[finished] = False
+            idx = keep.nonzero().squeeze(1).to(src.device)
+            rows, tokens = rows[idx], tokens[idx]
+            state, mem = state.index_select(idx), mem.index_select(idx)
+    lengths = src_len.tolist()
+    return [[Hypothesis(out_tokens[b], scores[b],
+                        torch.stack(out_align[b])[:, :lengths[b]].cpu() if alignments else None)]
+            for b in range(B)]
+
+
+@torch.inference_mode()
+def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 5,
+                alpha: float = 0.6, nbest: int = 1, max_len_ratio: float = 1.5,
+                max_len_offset: int = 10, alignments: bool = False) -> list[list[Hypothesis]]:
+    """Beam search over a batch (beams flattened into the batch axis).
+
+    Each step keeps the `beam_size` best unfinished extensions of every sentence among its
+    2 * beam_size best candidates; end-of-sentence candidates ranked within the first
+    `beam_size` are finished. A sentence is done when it has `beam_size` finished hypotheses
+    or reaches its maximum length (then its open beams are finished as they are).
+    """
+    if nbest > beam_size:
+        raise ValueError(f"nbest={nbest} cannot exceed beam_size={beam_size}")
+    model.eval()
+    k, dev = beam_size, src.device
+    B = src.shape[0]
+    mem, state = model.encode(src, src_len)
+    tile = torch.arange(B, device=dev).repeat_interleave(k)
+    mem, state = mem.index_select(tile), state.index_select(tile)
+    limit = max_lengths(src_len, max_len_ratio, max_len_offset).tolist()
+    lengths = src_len.tolist()
+    sents = list(range(B))                                 # original index of each live sentence
+    scores = torch.full((B, k), float("-inf"), device=dev)
+    scores[:, 0] = 0.0
+    tokens = torch.full((B * k,), BOS, dtype=torch.long, device=dev)
+    hist = torch.empty((B * k, 0), dtype=torch.long, device=dev)
+    hist_align = None
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    t = 0
+    while sents:
+        t += 1
+        n = len(sents)
+        logp, attn, state = model.step_logprobs(tokens, state, mem)
+        V = logp.shape[-1]
+        cand = (scores.view(-1, 1) + logp).view(n, k * V)
+        top_s, top_i = cand.topk(min(2 * k, k * V), dim=1)       # [n, 2k]
+        beam, tok = top_i // V, top_i % V
+        src_row = (torch.arange(n, device=dev).unsqueeze(1) * k + beam)  # [n, 2k] flat rows
+        is_eos = tok == EOS
+        if alignments:
+            step_align = attn.float()
+        # Finish EOS candidates ranked within the first k.
+        fin = (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist()
+        for i, j in fin:
+            b, row = sents[i], int(src_row[i, j])
+            ys = hist[row].tolist()
+            align = None
+            if alignments:
+                align = torch.cat([hist_align[row], step_align[row:row + 1]])[:, :lengths[b]].cpu()
+            if len(finished[b]) < k:
+                finished[b].append(Hypothesis(ys, float(top_s[i, j]) / length_penalty(t, alpha),
+                                              align))
+        # Keep the k best non-EOS candidates of each sentence (there are always at least k).
+        rank = torch.arange(top_s.shape[1], device=dev).expand_as(top_s)
+        order = (rank + is_eos.long() * top_s.shape[1]).argsort(dim=1)[:, :k]
+        scores = top_s.gather(1, order)
+        tokens = tok.gather(1, order).view(-1)
+        rows = src_row.gather(1, order).view(-1)
+        hist = torch.cat([hist.index_select(0, rows), tokens.unsqueeze(1)], dim=1)
+        if alignments:
+            prev = step_align.index_select(0, rows).unsqueeze(1)
+            hist_align = prev if hist_align is None else torch.cat(
+                [hist_align.index_select(0, rows), prev], dim=1)
+        state = state.index_select(rows)
+        # Sentences that are done leave the batch.
+        keep = []
+        for i, b in enumerate(sents):
+            if len(finished[b]) >= k:
+                continue
+            if t >= limit[b]:
+                for j in range(k):
+                    if not torch.isfinite(scores[i, j]):
+                        continue
+                    row = i * k + j
+                    align = hist_align[row][:, :lengths[b]].cpu() if alignments else None
+                    finished[b].append(Hypothesis(
+                        hist[row, :-1].tolist() if hist[row, -1] == EOS else hist[row].tolist(),
+                        float(scores[i, j]) / length_penalty(t, alpha), align))
+                continue
+            keep.append(i)
+        if len(keep) < n:
+            idx = torch.tensor(keep, dtype=torch.long, device=dev)
+            flat = (idx.unsqueeze(1) * k + torch.arange(k, device=dev)).view(-1)
+            sents = [sents[i] for i in keep]
+            scores, tokens, hist = scores[idx], tokens[flat], hist[flat]
+            if alignments:
+                hist_align = hist_align[flat]
+            state, mem = state.index_select(flat), mem.index_select(flat)
+    return [sorted(f, key=lambda h: -h.score)[:nbest] for f in finished]
+
+
+def decode(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 1, alpha: float = 0.6,
+           nbest: int = 1, max_len_ratio: float = 1.5, max_len_offset: int = 10,
+           alignments: bool = False) -> list[list[Hypothesis]]:
+    """Greedy when beam_size == 1 (and nbest == 1), beam search otherwise."""
+    if beam_size == 1 and nbest == 1:
+        return greedy(model, src, src_len, max_len_ratio, max_len_offset, alignments)
+    return beam_search(model, src, src_len, beam_size, alpha, nbest, max_len_ratio,
+                       max_len_offset, alignments)

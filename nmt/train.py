@@ -1,0 +1,389 @@
+"""The training loop: data preparation, training with periodic validation, checkpoints, resume.
+
+No command-line code here: `nmt.cli.train` builds a TrainConfig and calls `run`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from nmt import checkpoint
+from nmt.config import DataConfig, TrainConfig
+from nmt.data.corpus import (
+    MULTI30K_SHA256,
+    CorpusError,
+    download_multi30k,
+    find_file,
+    read_parallel,
+)
+from nmt.data.dataset import Encoded, cached_encode, make_batch, token_batches
+from nmt.data.tokenizer import Tokenizer, settings_key, train_or_load
+from nmt.evaluate import score
+from nmt.model.seq2seq import Seq2Seq, build_model
+from nmt.plots import heatmap
+from nmt.translate import SearchOptions, translate
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Split:
+    src_path: Path
+    tgt_path: Path
+    src: list[str]
+    tgt: list[str]
+
+
+@dataclass
+class Data:
+    tokenizer: Tokenizer
+    train: Encoded
+    valid: Split
+    valid_enc: Encoded
+    tests: dict[str, Split] = field(default_factory=dict)
+
+
+def split_paths(cfg: DataConfig, split: str) -> tuple[Path, Path]:
+    explicit = {"train": (cfg.train_src, cfg.train_tgt), "valid": (cfg.valid_src, cfg.valid_tgt)}
+    src, tgt = explicit.get(split, (None, None))
+    if src or tgt:
+        if not (src and tgt):
+            raise CorpusError(f"data.{split}_src and data.{split}_tgt must be given together")
+        return Path(src), Path(tgt)
+    name = {"train": cfg.train, "valid": cfg.valid}.get(split, split)
+    return find_file(cfg.root, name, cfg.src_lang), find_file(cfg.root, name, cfg.tgt_lang)
+
+
+def ensure_corpus(cfg: DataConfig) -> None:
+    """Download Multi30k into data.root when it is the corpus asked for and files are missing."""
+    if cfg.train_src or not cfg.download:
+        return
+    wanted = [f"{s}.{lang}.gz" for s in [cfg.train, cfg.valid, *cfg.test]
+              for lang in (cfg.src_lang, cfg.tgt_lang)]
+    missing = [n for n in wanted if not any((Path(cfg.root) / m).is_file()
+                                            for m in (n, n[:-3]))]
+    if missing and all(n in MULTI30K_SHA256 for n in missing):
+        download_multi30k(cfg.root, missing)
+
+
+def load_split(cfg: DataConfig, split: str, limit: int = 0) -> Split:
+    src_path, tgt_path = split_paths(cfg, split)
+    src, tgt = read_parallel(src_path, tgt_path)
+    if limit:
+        src, tgt = src[:limit], tgt[:limit]
+    return Split(src_path, tgt_path, src, tgt)
+
+
+def prepare_data(cfg: DataConfig) -> Data:
+    ensure_corpus(cfg)
+    train = load_split(cfg, "train", cfg.train_limit)
+    valid = load_split(cfg, "valid", cfg.valid_limit)
+    key = settings_key([train.src_path, train.tgt_path], cfg.vocab_size, cfg.spm_model_type,
+                       cfg.character_coverage) + f"-{cfg.train_limit}"
+    tok = train_or_load(train.src + train.tgt, key, cfg.cache_dir, cfg.vocab_size,
+                        cfg.spm_model_type, cfg.character_coverage)
+    train_enc = cached_encode(tok, train.src, train.tgt, key + "-train", cfg.cache_dir,
+                              cfg.max_len)
+    valid_enc = cached_encode(tok, valid.src, valid.tgt,
+                              settings_key([valid.src_path, valid.tgt_path], 0, "", 0)
+                              + f"-{cfg.valid_limit}", cfg.cache_dir, None)
+    log.info("train: %d pairs, %d target pieces; valid: %d pairs; vocabulary %d",
+             len(train_enc), int(train_enc.tgt_lens.sum()), len(valid.src), len(tok))
+    tests = {}
+    for name in cfg.test:
+        try:
+            tests[name] = load_split(cfg, name)
+        except CorpusError as err:
+            log.warning("test set %s skipped: %s", name, err)
+    return Data(tok, train_enc, valid, valid_enc, tests)
+
+
+@dataclass
+class Progress:
+    """Everything besides weights and optimizer that a resumed run needs."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0       # batches of `epoch` already trained on
+    best_bleu: float = -1.0
+    best_step: int = 0
+    bad_validations: int = 0
+    bad_steps: int = 0            # consecutive non-finite losses
+    skipped_steps: int = 0        # all non-finite losses
+    elapsed: float = 0.0          # training seconds before this process
+    finished: str = ""            # why training ended ("" while running)
+
+
+def validation_loss(model: Seq2Seq, data: Encoded, batch_tokens: int, device: torch.device
+                    ) -> float:
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for idx in token_batches(data, batch_tokens, 0, 0, shuffle=False):
+            b = make_batch(data, idx).to(device)
+            _, nll = model.loss(b.src, b.src_len, b.tgt_in, b.tgt_out)
+            total += float(nll)
+            tokens += b.n_tokens
+    return total / max(tokens, 1)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, data: Data | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.data = data or prepare_data(cfg.data)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(asdict(cfg.model), asdict(cfg.attention),
+                                 len(self.data.tokenizer)).to(self.device)
+        o = cfg.optim
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=tuple(o.betas),
+                                    weight_decay=o.weight_decay)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, mode="max", factor=o.lr_factor, patience=o.lr_patience, min_lr=o.min_lr)
+        self.progress = Progress()
+        self.stop_requested = False
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info("model: %s attention, %.2fM parameters, device %s", cfg.attention.name,
+                 n_params / 1e6, self.device)
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def checkpoint_dict(self, with_training_state: bool) -> dict:
+        ckpt = {
+            "model": self.model.state_dict(),
+            "config": asdict(self.cfg),
+            "tokenizer": torch.frombuffer(bytearray(self.data.tokenizer.proto), dtype=torch.uint8),
+            "progress": asdict(self.progress),
+        }
+        if with_training_state:
+            ckpt["optimizer"] = self.opt.state_dict()
+            ckpt["scheduler"] = self.sched.state_dict()
+            ckpt["rng"] = torch.get_rng_state()
+            if torch.cuda.is_available():
+                ckpt["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return ckpt
+
+    def save(self, best: bool) -> None:
+        ckpt_dir = self.run_dir / "checkpoints"
+        checkpoint.save(self.checkpoint_dict(True), ckpt_dir / "last.pt")
+        if best:
+            checkpoint.save(self.checkpoint_dict(False), ckpt_dir / "best.pt")
+
+    def resume(self, path: Path) -> None:
+        ckpt = checkpoint.load(path, self.device)
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.progress = Progress(**ckpt["progress"])
+        torch.set_rng_state(ckpt["rng"])
+        if "cuda_rng" in ckpt and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.progress.step,
+                 self.progress.epoch, self.progress.batch_in_epoch)
+
+    # ---- validation --------------------------------------------------------------------
+    def validate(self, train_loss: float, train_tokens: int, seconds: float) -> dict:
+        cfg, p = self.cfg, self.progress
+        start = time.time()
+        val_loss = validation_loss(self.model, self.data.valid_enc, cfg.train.batch_tokens,
+                                   self.device)
+        opts = SearchOptions(beam_size=cfg.train.valid_beam)
+        hyps = translate(self.model, self.data.tokenizer, self.data.valid.src, opts, self.device)
+        scores = score([h.text for h in hyps], self.data.valid.tgt)
+        self.write_heatmaps()
+        improved = scores.bleu > p.best_bleu
+        if improved:
+            p.best_bleu, p.best_step, p.bad_validations = scores.bleu, p.step, 0
+        else:
+            p.bad_validations += 1
+        self.sched.step(scores.bleu)
+        row = {
+            "step": p.step, "epoch": p.epoch, "train_loss": train_loss,
+            "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)),
+            "bleu": scores.bleu, "chrf": scores.chrf, "lr": self.opt.param_groups[0]["lr"],
+            "elapsed": p.elapsed + seconds, "tokens_per_s": train_tokens / max(seconds, 1e-9),
+            "valid_seconds": time.time() - start,
+        }
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        log.info("step %d: val loss %.3f ppl %.2f BLEU %.2f chrF %.2f%s", p.step, val_loss,
+                 row["val_ppl"], scores.bleu, scores.chrf, " (best)" if improved else "")
+        (self.run_dir / "valid").mkdir(exist_ok=True)
+        (self.run_dir / "valid" / f"step{p.step}.hyp").write_text(
+            "".join(h.text + "\n" for h in hyps), encoding="utf-8")
+        if p.bad_validations >= cfg.train.patience:
+            p.finished = "early_stopping"
+        row["improved"] = improved
+        return row
+
+    def write_heatmaps(self) -> None:
+        n = self.cfg.train.heatmap_sentences
+        if n <= 0:
+            return
+        out_dir = self.run_dir / "heatmaps" / f"step{self.progress.step}"
+        hyps = translate(self.model, self.data.tokenizer, self.data.valid.src[:n],
+                         SearchOptions(beam_size=1), self.device, alignments=True)
+        for i, h in enumerate(hyps):
+            if h.alignment is not None:
+                heatmap(h.alignment, h.src_pieces, h.tgt_pieces, out_dir / f"{i}.png",
+                        title=f"{self.cfg.attention.name}, step {self.progress.step}")
+
+    # ---- training ----------------------------------------------------------------------
+    def train_step(self, idx) -> tuple[float, int]:
+        """One update; returns (summed label-smoothed loss, target tokens), loss NaN if skipped."""
+        b = make_batch(self.data.train, idx).to(self.device)
+        self.model.train()
+        loss, _ = self.model.loss(b.src, b.src_len, b.tgt_in, b.tgt_out,
+                                  self.cfg.train.label_smoothing)
+        if not torch.isfinite(loss):
+            self.opt.zero_grad(set_to_none=True)
+            return float("nan"), b.n_tokens
+        (loss / b.n_tokens).backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return float(loss.detach()), b.n_tokens
+
+    def budget_reached(self, seconds: float) -> str:
+        t, p = self.cfg.train, self.progress
+        if t.max_steps and p.step >= t.max_steps:
+            return "max_steps"
+        if t.max_minutes and (p.elapsed + seconds) >= 60 * t.max_minutes:
+            return "max_minutes"
+        return ""
+
+    def fit(self) -> Progress:
+        cfg, p = self.cfg, self.progress
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        start = time.time()
+        loss_sum, tok_sum, tok_window = 0.0, 0, 0
+        try:
+            while not p.finished and p.epoch < cfg.train.max_epochs:
+                batches = token_batches(self.data.train, cfg.train.batch_tokens, cfg.seed, p.epoch)
+                bar = tqdm(total=len(batches), initial=p.batch_in_epoch, desc=f"epoch {p.epoch}",
+                           unit="batch", disable=None, leave=False)
+                while p.batch_in_epoch < len(batches) and not p.finished:
+                    loss, ntok = self.train_step(batches[p.batch_in_epoch])
+                    p.batch_in_epoch += 1
+                    p.step += 1
+                    tok_window += ntok
+                    if math.isnan(loss):
+                        p.bad_steps += 1
+                        p.skipped_steps += 1
+                        log.warning("step %d: non-finite loss, update skipped", p.step)
+                        if p.bad_steps >= cfg.train.max_bad_steps:
+                            p.finished = "non_finite_loss"
+                            log.error("stopping at step %d: %d non-finite losses in a row; the "
+                                      "last good checkpoint is kept", p.step, p.bad_steps)
+                            break
+                    else:
+                        p.bad_steps = 0
+                        loss_sum += loss
+                        tok_sum += ntok
+                    seconds = time.time() - start
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_sum / max(tok_sum, 1):.3f}",
+                                    tok_s=f"{tok_window / max(seconds, 1e-9):.0f}")
+                    reason = self.budget_reached(seconds) or ("interrupted" if
+                                                              self.stop_requested else "")
+                    if reason == "interrupted":
+                        p.elapsed += seconds
+                        start = time.time()
+                        self.save(best=False)
+                        p.finished = reason
+                        log.info("interrupted: saved %s", self.run_dir / "checkpoints/last.pt")
+                        break
+                    if p.step % cfg.train.valid_every == 0 or reason:
+                        p.elapsed += seconds
+                        row = self.validate(loss_sum / max(tok_sum, 1), tok_window, seconds)
+                        if reason and not p.finished:
+                            p.finished = reason
+                        self.save(best=row["improved"])
+                        loss_sum, tok_sum, tok_window = 0.0, 0, 0
+                        start = time.time()
+                bar.close()
+                if p.batch_in_epoch >= len(batches) and not p.finished:
+                    p.epoch += 1
+                    p.batch_in_epoch = 0
+            if not p.finished:
+                p.finished = "max_epochs"
+                seconds = time.time() - start
+                p.elapsed += seconds
+                row = self.validate(loss_sum / max(tok_sum, 1), tok_window, seconds)
+                self.save(best=row["improved"])
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if p.finished != "interrupted":
+            self.save(best=False)
+        log.info("training finished (%s) after %d steps, %.1f min; best BLEU %.2f at step %d",
+                 p.finished, p.step, p.elapsed / 60, p.best_bleu, p.best_step)
+        return p
+
+    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        log.warning("Ctrl-C: finishing this step and saving a checkpoint (again to abort)")
+        self.stop_requested = True
+
+    def evaluate_tests(self) -> dict:
+        """Decode data.test with best.pt; write hypotheses and scores into the run folder."""
+        cfg = self.cfg
+        if not cfg.train.test_beam or not self.data.tests:
+            return {}
+        best = self.run_dir / "checkpoints" / "best.pt"
+        if best.is_file():
+            self.model.load_state_dict(checkpoint.load(best, self.device)["model"])
+        opts = SearchOptions(beam_size=cfg.train.test_beam, alpha=cfg.train.test_alpha)
+        results = {}
+        out_dir = self.run_dir / "test"
+        out_dir.mkdir(exist_ok=True)
+        for name, split in self.data.tests.items():
+            start = time.time()
+            hyps = translate(self.model, self.data.tokenizer, split.src, opts, self.device)
+            seconds = time.time() - start
+            (out_dir / f"{name}.{cfg.data.tgt_lang}").write_text(
+                "".join(h.text + "\n" for h in hyps), encoding="utf-8")
+            s = score([h.text for h in hyps], split.tgt)
+            results[name] = {"bleu": s.bleu, "chrf": s.chrf, "bleu_signature": s.bleu_signature,
+                             "beam": opts.beam_size, "alpha": opts.alpha,
+                             "sentences_per_s": len(hyps) / max(seconds, 1e-9)}
+            log.info("%s (beam %d): BLEU %.2f chrF %.2f", name, opts.beam_size, s.bleu, s.chrf)
+        (self.run_dir / "test" / "scores.json").write_text(json.dumps(results, indent=1))
+        return results
+
+
+def run(cfg: TrainConfig, run_dir: str | Path) -> dict:
+    """Train (or resume) in `run_dir`, then decode the test sets with the best checkpoint."""
+    trainer = Trainer(cfg, run_dir)
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if cfg.resume:
+        if not last.is_file():
+            raise checkpoint.CheckpointError(f"{last}: nothing to resume from")
+        trainer.resume(last)
+        if trainer.progress.finished not in ("", "interrupted"):
+            log.info("run already finished (%s)", trainer.progress.finished)
+        trainer.progress.finished = ""
+    progress = trainer.fit()
+    tests = {} if progress.finished == "interrupted" else trainer.evaluate_tests()
+    summary = {"progress": asdict(progress), "test": tests}
+    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
