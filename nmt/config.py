@@ -79,6 +79,7 @@ class LoopConfig:
     max_steps: int = 0                   # 0: no limit
     max_minutes: float = 0.0             # wall-clock budget; 0: no limit
     valid_every: int = 1000              # steps
+    log_every: int = 100                 # steps between progress lines in the log
     patience: int = 6                    # validations without BLEU gain before stopping
     valid_beam: int = 1                  # beam size for validation BLEU (1: greedy)
     heatmap_sentences: int = 4           # fixed validation sentences plotted each validation

@@ -16,7 +16,8 @@ from nmt.model.seq2seq import Seq2Seq
 class Hypothesis:
     tokens: list[int]        # without BOS/EOS
     score: float             # log-probability divided by the length penalty
-    alignment: Tensor | None  # [len(tokens) + 1, source length incl. EOS]; last row is EOS
+    alignment: Tensor | None  # [output steps, source length incl. EOS]; last row is EOS if ended
+    ended: bool = True       # False when cut at the maximum length (no EOS produced)
 
 
 def max_lengths(src_len: Tensor, ratio: float, offset: int) -> Tensor:
@@ -41,6 +42,7 @@ def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 
     out_tokens: list[list[int]] = [[] for _ in range(B)]
     out_align: list[list[Tensor]] = [[] for _ in range(B)]
     scores = [0.0] * B
+    ended = [False] * B
     t = 0
     while rows.numel():
         t += 1
@@ -54,6 +56,7 @@ def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 
                 out_align[b].append(alpha[r])
             if tok == EOS or t >= limit[b]:
                 finished.append(r)
+                ended[b] = tok == EOS
             if tok != EOS:
                 out_tokens[b].append(tok)
         if finished:
@@ -64,7 +67,8 @@ def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 
             state, mem = state.index_select(idx), mem.index_select(idx)
     lengths = src_len.tolist()
     return [[Hypothesis(out_tokens[b], scores[b],
-                        torch.stack(out_align[b])[:, :lengths[b]].cpu() if alignments else None)]
+                        torch.stack(out_align[b])[:, :lengths[b]].cpu() if alignments else None,
+                        ended[b])]
             for b in range(B)]
 
 
@@ -144,8 +148,8 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 5
                     row = i * k + j
                     align = hist_align[row][:, :lengths[b]].cpu() if alignments else None
                     finished[b].append(Hypothesis(
-                        hist[row, :-1].tolist() if hist[row, -1] == EOS else hist[row].tolist(),
-                        float(scores[i, j]) / length_penalty(t, alpha), align))
+                        hist[row].tolist(), float(scores[i, j]) / length_penalty(t, alpha),
+                        align, ended=False))
                 continue
             keep.append(i)
         if len(keep) < n:

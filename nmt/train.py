@@ -302,6 +302,10 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_sum / max(tok_sum, 1):.3f}",
                                     tok_s=f"{tok_window / max(seconds, 1e-9):.0f}")
+                    if cfg.train.log_every and p.step % cfg.train.log_every == 0:
+                        log.info("step %d epoch %d: loss %.3f, %.0f target tokens/s", p.step,
+                                 p.epoch, loss_sum / max(tok_sum, 1),
+                                 tok_window / max(seconds, 1e-9))
                     reason = self.budget_reached(seconds) or ("interrupted" if
                                                               self.stop_requested else "")
                     if reason == "interrupted":

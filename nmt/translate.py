@@ -29,7 +29,7 @@ class Translation:
     text: str                       # detokenized best hypothesis ("" for an empty input line)
     nbest: list[tuple[str, float]]  # (text, score) best first
     src_pieces: list[str]           # incl. "</s>"
-    tgt_pieces: list[str]           # incl. "</s>"
+    tgt_pieces: list[str]           # incl. "</s>" unless cut at the maximum length
     alignment: torch.Tensor | None  # [len(tgt_pieces), len(src_pieces)]
 
 
@@ -76,6 +76,6 @@ def _result(tok: Tokenizer, src_ids: list[int], hyps: list[Hypothesis]) -> Trans
         text=tok.decode(best.tokens),
         nbest=[(tok.decode(h.tokens), h.score) for h in hyps],
         src_pieces=tok.pieces(src_ids) + ["</s>"],
-        tgt_pieces=tok.pieces(best.tokens) + ["</s>"],
+        tgt_pieces=tok.pieces(best.tokens) + (["</s>"] if best.ended else []),
         alignment=best.alignment,
     )

@@ -1,0 +1,19 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MULTI30K = Path(os.environ.get("NMT_DATA", REPO.parent / "shared" / "data" / "multi30k"))
+
+
+@pytest.fixture(scope="session")
+def multi30k() -> Path:
+    if not (MULTI30K / "train.en.gz").is_file():
+        pytest.skip(f"Multi30k not found at {MULTI30K} (set NMT_DATA)")
+    return MULTI30K
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
