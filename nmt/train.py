@@ -195,6 +195,13 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"])
         if "cuda_rng" in ckpt and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        # Validations after the checkpoint (a kill between the metrics line and the save) are
+        # redone, so drop their lines.
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.is_file():
+            rows = [x for x in metrics.read_text().splitlines()
+                    if x.strip() and json.loads(x)["step"] <= self.progress.step]
+            metrics.write_text("".join(x + "\n" for x in rows))
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.progress.step,
                  self.progress.epoch, self.progress.batch_in_epoch)
 

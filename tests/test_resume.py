@@ -1,0 +1,99 @@
+"""A run killed with SIGKILL and resumed gives the same metrics as the run left alone."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from nmt import checkpoint
+from tests.test_end_to_end import small_corpus
+
+
+def train_cmd(corpus, cache, run_dir, *extra):
+    return [sys.executable, "-m", "nmt.cli.train", "model=small", f"data.root={corpus}",
+            "data.download=false", f"data.cache_dir={cache}", "data.vocab_size=400",
+            "data.test=[]", "threads=1", "model.dropout=0.3", "train.max_steps=12",
+            "train.valid_every=3", "train.batch_tokens=500", "train.heatmap_sentences=0",
+            "attention=monotonic_bahdanau",  # uses the RNG in training (noise) as well as dropout
+            f"hydra.run.dir={run_dir}", *extra]
+
+
+def metrics(run_dir):
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["epoch"], r["train_loss"], r["val_loss"], r["bleu"]) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def corpus(multi30k, tmp_path_factory):
+    return small_corpus(multi30k, tmp_path_factory.mktemp("c") / "corpus")
+
+
+def test_kill_and_resume_equals_uninterrupted(corpus, tmp_path):
+    cache = tmp_path / "cache"
+    alone = tmp_path / "alone"
+    subprocess.run(train_cmd(corpus, cache, alone), check=True, capture_output=True,
+                   cwd=tmp_path, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(corpus, cache, killed), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        m = killed / "metrics.jsonl"
+        if m.is_file() and len(m.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len((killed / "metrics.jsonl").read_text().splitlines())
+    assert done < 4, "the run finished before it could be killed"
+
+    res = subprocess.run([sys.executable, "-m", "nmt.cli.train", f"resume={killed}",
+                          "threads=1", f"hydra.run.dir={tmp_path / 'resume_log'}"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert metrics(killed) == metrics(alone)
+
+
+def test_checkpoint_load_refuses_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "config": {}, "x": Payload()}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="evil.pt"):
+        checkpoint.load(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoint.save({"model": {"w": torch.ones(1000)}, "config": {}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="c.pt"):
+        checkpoint.load(path)
+
+
+def test_killed_writer_leaves_previous_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint.save({"model": {"w": torch.zeros(3)}, "config": {"v": 1}}, path)
+    script = (
+        "import os, torch, nmt.checkpoint as c\n"
+        "real = torch.save\n"
+        "def slow(obj, f):\n"
+        "    real(obj, f); f.flush(); os.kill(os.getpid(), 9)\n"
+        "torch.save = slow\n"
+        f"c.save({{'model': {{'w': torch.ones(3)}}, 'config': {{'v': 2}}}}, {str(path)!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert checkpoint.load(path)["config"] == {"v": 1}
