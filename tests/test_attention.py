@@ -202,8 +202,9 @@ def copy_additive(dst, src):
         dst.v.copy_(src.v)
 
 
-def assert_same_outputs(a, b, lengths=LENGTHS, seed=4, atol=1e-6):
+def assert_same_outputs(a, b, lengths=LENGTHS, seed=4, atol=1e-6, query_scale=1.0):
     memory, mask, queries = make_inputs(lengths, seed)
+    queries = queries * query_scale
     ctx_a, alpha_a = run_steps(a, queries, memory, mask)
     ctx_b, alpha_b = run_steps(b, queries, memory, mask)
     for t in range(len(ctx_a)):
@@ -277,7 +278,10 @@ def test_monotonic_module_modes_agree(name):
                for mode in SOFT_MODES}
     for mode in ("parallel", "log_matrix"):
         modules[mode].load_state_dict(modules["recursive"].state_dict())
-        assert_same_outputs(modules[mode], modules["recursive"], seed=6, atol=1e-5)
+        # Luong energies reach |e| ~ 9 at scale 1, where 'parallel' already loses precision
+        # (spec 6.8); halving the queries keeps the energies moderate (|e| < 5).
+        assert_same_outputs(modules[mode], modules["recursive"], seed=6, atol=1e-5,
+                            query_scale=0.5)
 
 
 # --- 5. hard monotonic attention ------------------------------------------------------------
@@ -291,20 +295,26 @@ def test_mono_hard_equals_linear_time_scan():
     prev[:, 0] = 1.0
     t = torch.zeros(4, dtype=torch.long)
     done = torch.zeros(4, dtype=torch.bool)
+    mixed = False
     for _ in range(10):
         e = (torch.randn(4, S, generator=g) * 1.5 - 0.5).masked_fill(~mask, float("-inf"))
         alpha = mono_hard(e, prev)
         expected, t, done = hard_scan(e, t, done, lengths)
         assert torch.equal(alpha, expected)
         prev = alpha
-    assert done.any() and not done.all(), "the test should cover exhausted and live rows"
+        mixed |= bool(done.any() and not done.all())
+    assert mixed, "the test should cover exhausted rows next to live ones"
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(REGISTRY) if is_monotonic(n)])
 def test_hard_monotonic_decoding_moves_forward_and_stays_exhausted(name):
     lengths = [9, 6, 3]
-    attn = build_attention(name, D, D, score_bias_init=-0.5).eval()
+    attn = build_attention(name, D, D).eval()
     memory, mask, queries = make_inputs(lengths, seed=8, steps=25)
+    # Random energies every step, positive ones at padded positions included: the module must
+    # mask those itself.
+    g = torch.Generator().manual_seed(8)
+    attn.energies = lambda query, keys: torch.randn(keys.shape[:2], generator=g) * 2 - 0.3
     mem = attn.prepare(memory, mask)
     state = attn.init_state(mem)
     t = torch.zeros(B, dtype=torch.long)
@@ -312,7 +322,9 @@ def test_hard_monotonic_decoding_moves_forward_and_stays_exhausted(name):
     moved = torch.zeros(B, dtype=torch.bool)
     with torch.no_grad():
         for q in queries:
+            state_g = g.get_state()
             e = attn.energies(q, mem.keys).masked_fill(~mask, float("-inf"))
+            g.set_state(state_g)                                    # forward sees the same e
             ctx, alpha, state = attn(q, mem, state, hard=True)
             expected, t_next, done_next = hard_scan(e, t, done, lengths)
             assert torch.equal(alpha, expected)
@@ -324,7 +336,8 @@ def test_hard_monotonic_decoding_moves_forward_and_stays_exhausted(name):
             torch.testing.assert_close(ctx[live], mem.values[live, t_next[live]])
             moved |= t_next > t
             t, done = t_next, done_next
-    assert done.any() and moved.any(), "the test should cover moving and exhausted rows"
+    assert done.any() and not done.all() and moved.any(), "the test should cover moving, live " \
+        "and exhausted rows"
 
 
 # --- 6. saturated energies ------------------------------------------------------------------

@@ -40,6 +40,7 @@ class Location(Attention):
                               padding=(kernel_size - 1) // 2, bias=conv_bias)
         self.location_layer = nn.Linear(filters, units, bias=False)  # U
         glorot_(self.location_layer.weight)
+        glorot_(self.conv.weight)  # TF's default (Rayhane-mamah Tacotron-2), not PyTorch's
         if conv_bias:
             nn.init.zeros_(self.conv.bias)
         self.b = nn.Parameter(torch.zeros(units)) if energy_bias else None
