@@ -4,6 +4,7 @@ a config file or an override fails at start-up with the key named."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from nmt.translate import SearchOptions
 
@@ -110,6 +111,19 @@ class TranslateConfig:
     heatmaps: bool = False
     heatmap_dir: str | None = None    # default: <hydra run dir>/heatmaps
     max_heatmaps: int = 100
+    device: str = "auto"
+    threads: int = 0
+    search: SearchOptions = field(default_factory=SearchOptions)
+
+
+@dataclass
+class CompareConfig:
+    runs: Any = "???"                    # a multirun folder, a run folder, or a list of them
+    test_sets: list[str] = field(default_factory=list)  # default: the runs' data.test
+    baseline: str = "bahdanau"           # variant the significance tests compare against
+    samples: int = 1000                  # bootstrap / randomization samples
+    alignment_sentences: int = 3         # test sentences shown side by side per variant
+    output_dir: str | None = None        # default: the Hydra run folder
     device: str = "auto"
     threads: int = 0
     search: SearchOptions = field(default_factory=SearchOptions)

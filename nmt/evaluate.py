@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
 
@@ -26,3 +27,48 @@ def score(hypotheses: list[str], references: list[str]) -> Scores:
     b = bleu.corpus_score(hypotheses, [references])
     c = chrf.corpus_score(hypotheses, [references])
     return Scores(b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature()))
+
+
+def _metric(name: str):
+    return BLEU() if name == "bleu" else CHRF()
+
+
+def sentence_stats(name: str, hypotheses: list[str], references: list[str]) -> np.ndarray:
+    """Per-sentence sufficient statistics of sacreBLEU's BLEU or chrF: [N, K]; their column
+    sums give the corpus score (sacreBLEU's own bootstrap works the same way)."""
+    metric = _metric(name)
+    return np.asarray(metric._extract_corpus_statistics(hypotheses, [references]), dtype=np.float64)
+
+
+def score_from_stats(name: str, stats: np.ndarray) -> float:
+    return float(_metric(name)._compute_score_from_stats(stats.tolist()).score)
+
+
+def bootstrap_ci(name: str, stats: np.ndarray, samples: int = 1000, seed: int = 12345
+                 ) -> tuple[float, float]:
+    """95% confidence interval of the corpus score by resampling sentences (percentile method)."""
+    rng = np.random.default_rng(seed)
+    n = len(stats)
+    scores = []
+    for _ in range(samples):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        scores.append(score_from_stats(name, counts @ stats))
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def paired_randomization(name: str, stats_a: np.ndarray, stats_b: np.ndarray,
+                         samples: int = 1000, seed: int = 12345) -> float:
+    """Approximate randomization test (Riezler & Maxwell 2005) of |score(a) - score(b)|:
+    swap the two systems' outputs sentence by sentence at random; p = share of swaps at least
+    as different as the real pair (+1 smoothing). Identical systems give p = 1."""
+    rng = np.random.default_rng(seed)
+    real = abs(score_from_stats(name, stats_a.sum(0)) - score_from_stats(name, stats_b.sum(0)))
+    at_least = 0
+    for _ in range(samples):
+        swap = rng.random(len(stats_a)) < 0.5
+        a = np.where(swap[:, None], stats_b, stats_a).sum(0)
+        b = np.where(swap[:, None], stats_a, stats_b).sum(0)
+        if abs(score_from_stats(name, a) - score_from_stats(name, b)) >= real - 1e-9:
+            at_least += 1
+    return (at_least + 1) / (samples + 1)

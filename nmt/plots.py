@@ -38,3 +38,58 @@ def write_alignments_jsonl(records: list[dict], path: str | os.PathLike) -> None
     with open(path, "w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def bleu_bars(labels: list[str], values: list[float], cis: list[tuple[float, float]],
+              path: str | os.PathLike, title: str) -> None:
+    """BLEU per variant with its confidence interval."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(labels) + 2), 4))
+    low = [v - c[0] for v, c in zip(values, cis, strict=True)]
+    high = [c[1] - v for v, c in zip(values, cis, strict=True)]
+    ax.bar(range(len(labels)), values, yerr=[low, high], capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("BLEU")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.PathLike) -> None:
+    """Validation BLEU over training minutes, one line per run."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, marker=".", label=label)
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("validation BLEU")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def heatmap_grid(items: list[tuple[str, Tensor, list[str], list[str]]],
+                 path: str | os.PathLike) -> None:
+    """One alignment heatmap per (label, alignment, src pieces, tgt pieces), side by side."""
+    cols = min(4, len(items))
+    rows = (len(items) + cols - 1) // cols
+    S = max(len(it[2]) for it in items)
+    T = max(len(it[3]) for it in items)
+    size = (cols * max(3.0, 0.28 * S + 1.5), rows * max(2.5, 0.25 * T + 1.5))
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=size)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, a, src, tgt) in zip(axes.flat, items, strict=False):
+        ax.axis("on")
+        ax.imshow(a.float().numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto",
+                  interpolation="nearest")
+        ax.set_xticks(range(len(src)))
+        ax.set_xticklabels(src, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(tgt)))
+        ax.set_yticklabels(tgt, fontsize=6)
+        ax.set_title(label, fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

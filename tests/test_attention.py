@@ -319,7 +319,7 @@ def test_hard_monotonic_decoding_moves_forward_and_stays_exhausted(name):
     state = attn.init_state(mem)
     t = torch.zeros(B, dtype=torch.long)
     done = torch.zeros(B, dtype=torch.bool)
-    moved = torch.zeros(B, dtype=torch.bool)
+    moved, mixed = torch.zeros(B, dtype=torch.bool), False
     with torch.no_grad():
         for q in queries:
             state_g = g.get_state()
@@ -336,8 +336,8 @@ def test_hard_monotonic_decoding_moves_forward_and_stays_exhausted(name):
             torch.testing.assert_close(ctx[live], mem.values[live, t_next[live]])
             moved |= t_next > t
             t, done = t_next, done_next
-    assert done.any() and not done.all() and moved.any(), "the test should cover moving, live " \
-        "and exhausted rows"
+            mixed |= bool(done.any() and not done.all())
+    assert mixed and moved.any(), "the test should cover moving rows and exhausted ones"
 
 
 # --- 6. saturated energies ------------------------------------------------------------------
@@ -470,14 +470,14 @@ def gradcheck_inputs(name, options):
 @pytest.mark.parametrize("name, options, hard", SOFT_CASES)
 def test_gradcheck_float64(name, options, hard):
     f, inputs = gradcheck_inputs(name, options)
-    torch.autograd.gradcheck(f, inputs)
+    torch.autograd.gradcheck(f, inputs, fast_mode=True)
 
 
 @pytest.mark.parametrize("name, options, hard", SOFT_CASES)
 def test_gradients_match_finite_differences_at_float32_precision(name, options, hard):
     """Coarse check that still runs while the float64 gradcheck above is blocked."""
     f, inputs = gradcheck_inputs(name, options)
-    torch.autograd.gradcheck(f, inputs, eps=1e-3, atol=2e-3, rtol=1e-2)
+    torch.autograd.gradcheck(f, inputs, eps=1e-3, atol=2e-3, rtol=1e-2, fast_mode=True)
 
 
 # --- 10. configuration errors ---------------------------------------------------------------

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.attention import AttentionConfigError
 from nmt.checkpoint import CheckpointError
-from nmt.config import TrainConfig, TranslateConfig
+from nmt.config import CompareConfig, TrainConfig, TranslateConfig
 from nmt.data.corpus import CorpusError
 
 T = TypeVar("T")
@@ -23,6 +25,7 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="translate_schema", node=TranslateConfig)
+    cs.store(name="compare_schema", node=CompareConfig)
 
 
 def to_object(cfg: DictConfig, cls: type[T]) -> T:
@@ -40,6 +43,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as err:
             logging.getLogger("nmt").debug("error", exc_info=True)
             print(f"error: {err}", file=sys.stderr)
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise  # Hydra records the failed job and the sweep goes on
             sys.exit(2)
 
     wrapper.__wrapped__ = fn  # type: ignore[attr-defined]

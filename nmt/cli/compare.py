@@ -1,0 +1,82 @@
+"""nmt-compare: BLEU table, charts and side-by-side alignments for a set of runs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from nmt.cli.common import register_schemas, to_object, user_errors
+from nmt.compare import compare, decode_run, find_runs, load_run, test_files, write_results
+from nmt.config import CompareConfig
+from nmt.data.corpus import read_lines
+from nmt.plots import bleu_bars, curves, heatmap_grid
+from nmt.train import resolve_device
+from nmt.translate import translate
+
+log = logging.getLogger("nmt")
+register_schemas()
+
+
+@user_errors
+def compare_main(cfg: DictConfig) -> None:
+    conf = to_object(cfg, CompareConfig)
+    device = resolve_device(conf.device)
+    if conf.threads:
+        torch.set_num_threads(conf.threads)
+    paths = conf.runs if isinstance(conf.runs, list) else [conf.runs]
+    runs = [load_run(p) for p in find_runs(paths)]
+    finished = [r for r in runs if r.status == "finished"]
+    if not finished:
+        raise ValueError(f"none of the {len(runs)} runs under {paths} finished")
+    test_sets = conf.test_sets or finished[0].config["data"]["test"]
+    for r in finished:
+        log.info("decoding %s (%s, seed %d)", r.path, r.label, r.seed)
+        decode_run(r, test_sets, conf.search, device)
+    baseline = conf.baseline if any(r.label == conf.baseline for r in finished) \
+        else finished[0].label
+    rows, sigs = compare(runs, test_sets, baseline, conf.samples)
+    out = Path(conf.output_dir or HydraConfig.get().runtime.output_dir)
+    table = write_results(rows, sigs, test_sets, baseline, out, conf.search)
+    print(table)
+    first = test_sets[0]
+    ok_rows = [r for r in rows if f"{first}.bleu" in r]
+    bleu_bars([r["variant"] for r in ok_rows], [r[f"{first}.bleu"] for r in ok_rows],
+              [r[f"{first}.bleu_ci"] for r in ok_rows], out / "bleu.png",
+              f"{first}, beam {conf.search.beam_size} (95% bootstrap CI)")
+    curves({f"{r.label} s{r.seed}": ([m["elapsed"] / 60 for m in r.metrics],
+                                     [m["bleu"] for m in r.metrics]) for r in runs if r.metrics},
+           out / "curves.png")
+    if conf.alignment_sentences:
+        write_alignment_grids(finished, first, conf, device, out / "alignments")
+    log.info("results in %s", out)
+
+
+def write_alignment_grids(runs, test_set, conf, device, folder: Path) -> None:
+    from nmt.cli.translate import load_model
+
+    src = read_lines(test_files(runs[0].config, test_set)[0])[:conf.alignment_sentences]
+    per_variant = {}
+    for r in runs:
+        if r.label in per_variant:  # one seed per variant
+            continue
+        model, tok, _ = load_model(r.path / "checkpoints" / "best.pt", device)
+        per_variant[r.label] = translate(model, tok, src, conf.search, device, alignments=True)
+    for i in range(len(src)):
+        items = [(label, res[i].alignment, res[i].src_pieces, res[i].tgt_pieces)
+                 for label, res in per_variant.items() if res[i].alignment is not None]
+        if items:
+            heatmap_grid(items, folder / f"{i + 1}.png")
+
+
+@hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="compare")
+def main(cfg: DictConfig) -> None:
+    compare_main(cfg)
+
+
+if __name__ == "__main__":
+    main()

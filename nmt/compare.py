@@ -1,0 +1,239 @@
+"""Compare trained runs (e.g. a sweep over attention variants) by BLEU and chrF on test sets.
+
+One row per variant (seeds aggregated as mean +- std), a bootstrap 95% confidence interval, a
+paired approximate-randomization test against a baseline variant, size, speed and training
+facts; failed or unfinished runs are listed with their status.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from nmt import checkpoint
+from nmt.data.corpus import find_file, read_lines
+from nmt.evaluate import (
+    bootstrap_ci,
+    paired_randomization,
+    score,
+    score_from_stats,
+    sentence_stats,
+)
+from nmt.translate import SearchOptions, translate
+
+log = logging.getLogger(__name__)
+
+DONE = {"max_steps", "max_minutes", "early_stopping", "max_epochs"}
+
+
+@dataclass
+class Run:
+    path: Path
+    label: str
+    seed: int
+    status: str                      # finished | failed | unfinished
+    reason: str = ""
+    config: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    hyps: dict[str, list[str]] = field(default_factory=dict)       # test set -> outputs
+    decode_speed: dict[str, float] = field(default_factory=dict)   # test set -> sentences/s
+    params: int = 0
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run folders: each path is a run folder or a folder (e.g. a multirun) holding some."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise FileNotFoundError(f"{p}: no such run folder")
+        if (p / ".hydra").is_dir() or (p / "metrics.jsonl").is_file():
+            found.append(p)
+        else:
+            subs = sorted(q for q in p.iterdir() if q.is_dir() and (q / ".hydra").is_dir())
+            if not subs:
+                raise FileNotFoundError(f"{p}: holds no run folders (no .hydra/ inside)")
+            found.extend(subs)
+    return found
+
+
+def load_run(path: Path) -> Run:
+    hydra_cfg = path / ".hydra" / "config.yaml"
+    config = OmegaConf.to_container(OmegaConf.load(hydra_cfg)) if hydra_cfg.is_file() else {}
+    best = path / "checkpoints" / "best.pt"
+    if best.is_file():
+        config = checkpoint.load(best)["config"]  # resolved, as trained
+    label = config.get("attention", {}).get("name", path.name)
+    choices = path / ".hydra" / "hydra.yaml"
+    if choices.is_file():
+        label = OmegaConf.load(choices).hydra.runtime.choices.get("attention", label)
+    run = Run(path, str(label), int(config.get("seed", 0)), "unfinished", config=config)
+    if (path / "metrics.jsonl").is_file():
+        run.metrics = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()
+                       if x.strip()]
+    if (path / "summary.json").is_file():
+        run.summary = json.loads((path / "summary.json").read_text())
+        run.reason = run.summary["progress"]["finished"]
+        run.status = "finished" if run.reason in DONE else "failed"
+    elif not best.is_file():
+        run.status, run.reason = "failed", "no checkpoint"
+    else:
+        run.reason = "no summary (killed or still running)"
+    if run.status == "finished" and not best.is_file():
+        run.status, run.reason = "failed", "no best.pt"
+    return run
+
+
+def test_files(cfg: dict, name: str) -> tuple[Path, Path]:
+    data = cfg["data"]
+    return find_file(data["root"], name, data["src_lang"]), find_file(data["root"], name,
+                                                                      data["tgt_lang"])
+
+
+def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torch.device
+               ) -> None:
+    """Fill run.hyps: reuse the run's own test outputs when they used the same search."""
+    from nmt.cli.translate import load_model  # the checkpoint -> model helper
+
+    model = tok = None
+    stored = run.summary.get("test", {})
+    for name in test_sets:
+        out = run.path / "test" / f"{name}.{run.config['data']['tgt_lang']}"
+        same = (name in stored and stored[name].get("beam") == opts.beam_size
+                and abs(stored[name].get("alpha", -1) - opts.alpha) < 1e-9)
+        if same and out.is_file():
+            run.hyps[name] = read_lines(out)
+            run.decode_speed[name] = stored[name].get("sentences_per_s", float("nan"))
+            continue
+        if model is None:
+            model, tok, _ = load_model(run.path / "checkpoints" / "best.pt", device)
+        src = read_lines(test_files(run.config, name)[0])
+        start = time.time()
+        run.hyps[name] = [t.text for t in translate(model, tok, src, opts, device)]
+        run.decode_speed[name] = len(src) / max(time.time() - start, 1e-9)
+    if model is not None or not run.params:
+        ckpt = checkpoint.load(run.path / "checkpoints" / "best.pt")
+        run.params = sum(t.numel() for t in ckpt["model"].values())
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int = 1000
+            ) -> tuple[list[dict], dict]:
+    """One row per variant; returns the rows and the metric signatures."""
+    refs = {}
+    for r in runs:
+        if r.status == "finished":
+            for name in test_sets:
+                refs.setdefault(name, read_lines(test_files(r.config, name)[1]))
+    labels = list(dict.fromkeys(r.label for r in runs))
+    base_runs = {r.seed: r for r in runs if r.label == baseline and r.status == "finished"}
+    rows, signatures = [], {}
+    for label in labels:
+        group = [r for r in runs if r.label == label]
+        ok = [r for r in group if r.status == "finished"]
+        row: dict = {"variant": label, "seeds": ",".join(str(r.seed) for r in ok),
+                     "status": "finished" if len(ok) == len(group) else
+                     "; ".join(f"seed {r.seed}: {r.status} ({r.reason})" for r in group
+                               if r.status != "finished")}
+        if ok:
+            row["params"] = ok[0].params
+            row["train_minutes"] = mean_std([r.metrics[-1]["elapsed"] / 60 for r in ok
+                                             if r.metrics])[0]
+            row["train_tokens_per_s"] = mean_std(
+                [statistics.fmean(m["tokens_per_s"] for m in r.metrics) for r in ok
+                 if r.metrics])[0]
+            row["best_step"] = mean_std([r.summary["progress"]["best_step"] for r in ok])[0]
+            row["finished_by"] = ",".join(sorted({r.reason for r in ok}))
+        for name in test_sets:
+            if not ok:
+                continue
+            for metric in ("bleu", "chrf"):
+                stats = [sentence_stats(metric, r.hyps[name], refs[name]) for r in ok]
+                values = [score_from_stats(metric, s.sum(0)) for s in stats]
+                row[f"{name}.{metric}"], row[f"{name}.{metric}_std"] = mean_std(values)
+                if metric == "bleu":
+                    cis = [bootstrap_ci(metric, s, samples) for s in stats]
+                    row[f"{name}.bleu_ci"] = (statistics.fmean(c[0] for c in cis),
+                                              statistics.fmean(c[1] for c in cis))
+                    # Pooled over seeds: the variant's seed-s run against the baseline's.
+                    pairs = [(s, base_runs[r.seed]) for s, r in zip(stats, ok, strict=True)
+                             if r.seed in base_runs]
+                    if pairs:
+                        a = np.concatenate([p[0] for p in pairs])
+                        b = np.concatenate([sentence_stats(metric, p[1].hyps[name], refs[name])
+                                            for p in pairs])
+                        row[f"{name}.p_vs_{baseline}"] = paired_randomization(metric, a, b,
+                                                                              samples)
+            dec = [r.decode_speed.get(name, float("nan")) for r in ok]
+            row[f"{name}.decode_sent_per_s"] = statistics.fmean(dec)
+            if name not in signatures:
+                s = score(ok[0].hyps[name], refs[name])
+                signatures = {"BLEU": s.bleu_signature, "chrF": s.chrf_signature}
+        rows.append(row)
+    return rows, signatures
+
+
+def fmt(x: object, digits: int = 2) -> str:
+    if isinstance(x, float):
+        return "" if x != x else f"{x:.{digits}f}"
+    return "" if x is None else str(x)
+
+
+def markdown_table(rows: list[dict], test_sets: list[str], baseline: str) -> str:
+    head = ["variant", "status", "seeds"]
+    for name in test_sets:
+        head += [f"BLEU {name}", "95% CI", f"p vs {baseline}", f"chrF {name}"]
+    head += ["params", "train min", "train tok/s", "decode sent/s", "best step"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["variant"], r["status"], r["seeds"]]
+        for name in test_sets:
+            if f"{name}.bleu" in r:
+                ci = r[f"{name}.bleu_ci"]
+                cells += [f"{r[f'{name}.bleu']:.2f} ± {r[f'{name}.bleu_std']:.2f}",
+                          f"[{ci[0]:.1f}, {ci[1]:.1f}]",
+                          fmt(r.get(f"{name}.p_vs_{baseline}"), 4),
+                          f"{r[f'{name}.chrf']:.2f} ± {r[f'{name}.chrf_std']:.2f}"]
+            else:
+                cells += ["", "", "", ""]
+        dec = [r.get(f"{n}.decode_sent_per_s") for n in test_sets]
+        cells += [f"{r['params'] / 1e6:.2f}M" if "params" in r else "",
+                  fmt(r.get("train_minutes"), 1), fmt(r.get("train_tokens_per_s"), 0),
+                  fmt(dec[0] if dec else None, 1), fmt(r.get("best_step"), 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[dict], signatures: dict, test_sets: list[str], baseline: str,
+                  out_dir: Path, opts: SearchOptions) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows, test_sets, baseline)
+    sig = "".join(f"- {k}: `{v}`\n" for k, v in signatures.items())
+    note = (f"Search: beam {opts.beam_size}, length penalty alpha {opts.alpha}. BLEU/chrF: mean ± "
+            "std over seeds; 95% CI: sentence bootstrap (mean over seeds); p: paired approximate "
+            f"randomization against {baseline} (seed-matched, pooled).\n")
+    (out_dir / "results.md").write_text(table + "\n" + note + "\nSignatures:\n" + sig)
+    (out_dir / "results.json").write_text(json.dumps({"rows": rows, "signatures": signatures,
+                                                      "beam": opts.beam_size,
+                                                      "alpha": opts.alpha}, indent=1))
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out_dir / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (json.dumps(v) if isinstance(v, tuple) else v) for k, v in r.items()})
+    return table

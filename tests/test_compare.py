@@ -1,0 +1,74 @@
+"""nmt-compare over a tiny sweep: all outputs written, failures reported, sound statistics."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+
+from nmt.evaluate import bootstrap_ci, paired_randomization, score_from_stats, sentence_stats
+from tests.test_end_to_end import small_corpus
+
+REFS = ["a man rides a horse", "two dogs play in the snow", "a woman reads a book"] * 15
+HYP_A = ["a man rides a horse", "two dogs play in snow", "a woman is reading"] * 15
+HYP_B = ["man on horse", "dogs in the snow", "a woman is reading"] * 15
+
+
+def test_system_against_itself_is_not_significant():
+    a = sentence_stats("bleu", HYP_A, REFS)
+    assert paired_randomization("bleu", a, a.copy(), samples=200) == 1.0
+
+
+def test_clearly_different_systems_are_significant():
+    a = sentence_stats("bleu", HYP_A, REFS)
+    b = sentence_stats("bleu", HYP_B, REFS)
+    assert paired_randomization("bleu", a, b, samples=200) < 0.05
+
+
+def test_bootstrap_interval_contains_the_score():
+    a = sentence_stats("chrf", HYP_A, REFS)
+    low, high = bootstrap_ci("chrf", a, samples=200)
+    assert low <= score_from_stats("chrf", a.sum(0)) <= high and low < high
+
+
+def test_compare_a_sweep(multi30k, tmp_path):
+    corpus = small_corpus(multi30k, tmp_path / "corpus")
+    sweep = tmp_path / "sweep"
+    train = subprocess.run(
+        [sys.executable, "-m", "nmt.cli.train", "-m", "attention=bahdanau,luong_general",
+         "model=small", f"data.root={corpus}", "data.download=false",
+         f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=400",
+         "data.test=[test_2016_flickr]", "train.max_steps=4", "train.valid_every=2",
+         "train.batch_tokens=500", "train.test_beam=2", "train.heatmap_sentences=0",
+         "model.hidden_size=32", "model.emb_size=16", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert train.returncode == 0, train.stderr[-3000:]
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(runs) == 2
+    # A third run that was killed: no summary, so it must show up as unfinished.
+    broken = sweep / "2_location_seed1"
+    shutil.copytree(runs[0], broken)
+    (broken / "summary.json").unlink()
+    (broken / ".hydra" / "hydra.yaml").write_text(
+        (broken / ".hydra" / "hydra.yaml").read_text().replace("attention: bahdanau",
+                                                               "attention: location"))
+    out = tmp_path / "cmp"
+    res = subprocess.run(
+        [sys.executable, "-m", "nmt.cli.compare", f"runs={sweep}", f"output_dir={out}",
+         "search.beam_size=2", "samples=50", "alignment_sentences=2",
+         f"hydra.run.dir={tmp_path / 'cmp_log'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("results.md", "results.csv", "results.json", "bleu.png", "curves.png",
+                 "alignments/1.png", "alignments/2.png"):
+        assert (out / name).is_file(), name
+    assert matplotlib.image.imread(out / "bleu.png").ndim == 3
+    rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert set(rows) == {"bahdanau", "luong_general", "location"}
+    assert rows["location"]["status"].startswith("seed 1: unfinished")
+    assert rows["bahdanau"]["status"] == "finished"
+    assert rows["bahdanau"]["test_2016_flickr.p_vs_bahdanau"] == 1.0
+    assert np.isfinite(rows["luong_general"]["test_2016_flickr.bleu"])
+    assert "| location |" in res.stdout and "BLEU test_2016_flickr" in res.stdout
