@@ -35,7 +35,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     emb_size: int = 256
-    hidden_size: int = 512               # decoder size; encoder output size (both directions)
+    hidden_size: int = 512               # decoder size
+    enc_hidden_size: int = 0             # encoder output size, both directions (0: hidden_size)
     enc_layers: int = 1
     dec_layers: int = 1
     bidirectional: bool = True

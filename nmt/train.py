@@ -188,7 +188,15 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         ckpt = checkpoint.load(path, self.device)
-        self.model.load_state_dict(ckpt["model"])
+        if bytes(ckpt["tokenizer"].tolist()) != self.data.tokenizer.proto:
+            raise checkpoint.CheckpointError(
+                f"{path} was trained with another vocabulary than the one built from the "
+                "current training data (the data files or their SentencePiece settings changed)")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise checkpoint.CheckpointError(f"{path}: weights do not match the model of the "
+                                             f"config ({str(err).splitlines()[0]})") from err
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.progress = Progress(**ckpt["progress"])
@@ -318,8 +326,8 @@ class Trainer:
                     if reason == "interrupted":
                         p.elapsed += seconds
                         start = time.time()
-                        self.save(best=False)
                         p.finished = reason
+                        self.save(best=False)
                         log.info("interrupted: saved %s", self.run_dir / "checkpoints/last.pt")
                         break
                     if p.step % cfg.train.valid_every == 0 or reason:

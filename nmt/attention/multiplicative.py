@@ -52,7 +52,7 @@ def require_equal_sizes(name: str, query_size: int, memory_size: int) -> None:
         raise AttentionConfigError(
             f"attention={name} needs decoder hidden size == encoder output size, but they are "
             f"{query_size} and {memory_size}; use attention=luong_general (a learned W_a maps "
-            "between the sizes) or change model.hidden_size / model.bidirectional")
+            "between the sizes) or make model.enc_hidden_size equal model.hidden_size")
 
 
 class LuongDot(Attention):

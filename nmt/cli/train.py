@@ -20,9 +20,18 @@ register_schemas()
 
 
 def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
-    """The config a run was started with (from its last checkpoint), with resume set."""
+    """The config a run was started with (from its last checkpoint), with resume set and this
+    command's plain key overrides (e.g. a new train.max_steps) applied on top."""
     stored = checkpoint.load(run_dir / "checkpoints" / "last.pt")["config"]
     merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), stored)
+    overrides = [o for o in HydraConfig.get().overrides.task
+                 if not o.startswith(("resume=", "hydra.", "threads=", "device="))]
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if "." not in key and key != "seed":
+            raise ValueError(f"{o}: a resumed run keeps its config groups; only plain keys "
+                             "(e.g. train.max_steps=...) can be changed on resume")
+    merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
     out = to_object(merged, TrainConfig)
     out.resume = str(run_dir)
     out.device, out.threads = cfg.device, cfg.threads

@@ -13,8 +13,9 @@ class Encoder(nn.Module):
         super().__init__()
         directions = 2 if bidirectional else 1
         if hidden_size % directions:
-            raise ValueError(f"model.hidden_size={hidden_size} must be even for a bidirectional "
-                             "encoder (each direction gets half)")
+            raise ValueError(f"encoder size {hidden_size} (model.enc_hidden_size or "
+                             "model.hidden_size) must be even for a bidirectional encoder (each "
+                             "direction gets half)")
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
         self.rnn = nn.GRU(emb_size, hidden_size // directions, num_layers=layers,
                           batch_first=True, bidirectional=bidirectional,

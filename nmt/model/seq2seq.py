@@ -18,6 +18,7 @@ class ModelSpec:
     vocab_size: int
     emb_size: int = 256
     hidden_size: int = 512
+    enc_hidden_size: int = 0   # 0: hidden_size
     enc_layers: int = 1
     dec_layers: int = 1
     bidirectional: bool = True
@@ -32,7 +33,8 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.spec = spec
         self.pad_id = pad_id
-        self.encoder = Encoder(spec.vocab_size, spec.emb_size, spec.hidden_size, spec.enc_layers,
+        self.encoder = Encoder(spec.vocab_size, spec.emb_size,
+                               spec.enc_hidden_size or spec.hidden_size, spec.enc_layers,
                                spec.bidirectional, spec.dropout, pad_id)
         attn = build_attention(attention, spec.hidden_size, self.encoder.output_size,
                                **(attention_options or {}))

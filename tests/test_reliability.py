@@ -1,0 +1,154 @@
+"""Bad input and faults: clear errors naming the key/file, nothing lost, clean stops."""
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nmt import checkpoint
+from nmt.attention import AttentionConfigError, build_attention
+from nmt.config import TrainConfig
+from nmt.data.corpus import CorpusError, decode_lines
+from nmt.data.tokenizer import train_or_load
+from nmt.model.seq2seq import ModelSpec, Seq2Seq
+from nmt.train import Trainer
+from nmt.translate import SearchOptions, translate
+from tests.test_dataset import SRC, TGT
+from tests.test_end_to_end import small_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(multi30k, tmp_path_factory):
+    return small_corpus(multi30k, tmp_path_factory.mktemp("c") / "corpus")
+
+
+def tiny_config(corpus, cache) -> TrainConfig:
+    cfg = TrainConfig()
+    cfg.data = replace(cfg.data, root=str(corpus), download=False, cache_dir=str(cache),
+                       vocab_size=400, test=[])
+    cfg.model = replace(cfg.model, emb_size=16, hidden_size=32)
+    cfg.train = replace(cfg.train, max_steps=6, valid_every=2, batch_tokens=500,
+                        heatmap_sentences=0, max_bad_steps=3)
+    return cfg
+
+
+def test_unknown_attention_lists_valid_names():
+    with pytest.raises(AttentionConfigError) as err:
+        build_attention("bahdanow", 8, 8)
+    assert "bahdanau" in str(err.value) and "location" in str(err.value)
+
+
+def test_luong_dot_with_different_sizes_suggests_general():
+    with pytest.raises(AttentionConfigError, match="luong_general"):
+        Seq2Seq(ModelSpec(vocab_size=10, hidden_size=16, enc_hidden_size=32), "luong_dot")
+    Seq2Seq(ModelSpec(vocab_size=10, hidden_size=16, enc_hidden_size=32), "luong_general")
+
+
+def test_bad_attention_option_names_the_key():
+    with pytest.raises(AttentionConfigError, match="kernel_size"):
+        build_attention("location", 8, 8, kernel_size=4)
+    with pytest.raises(AttentionConfigError, match="attention.mode"):
+        build_attention("monotonic_luong", 8, 8, mode="fast")
+
+
+def test_cli_reports_impossible_sizes(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "nmt.cli.train", "attention=luong_dot",
+                          "model.enc_hidden_size=256", "data.root=/nonexistent",
+                          "data.download=false"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    assert res.returncode == 2
+    assert "error:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_non_finite_losses_stop_training_and_keep_last_good_checkpoint(corpus, tmp_path):
+    trainer = Trainer(tiny_config(corpus, tmp_path / "cache"), tmp_path / "run")
+    real_loss = trainer.model.loss
+    calls = {"n": 0}
+
+    def loss(*args, **kw):
+        calls["n"] += 1
+        out, nll = real_loss(*args, **kw)
+        return (out * float("nan"), nll) if calls["n"] > 2 else (out, nll)
+
+    trainer.model.loss = loss
+    progress = trainer.fit()
+    assert progress.finished == "non_finite_loss"
+    assert progress.step == 5 and progress.skipped_steps == 3
+    saved = checkpoint.load(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert all(torch.isfinite(t).all() for t in saved["model"].values())
+
+
+def test_resume_with_another_vocabulary_is_refused(corpus, tmp_path):
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    Trainer(cfg, tmp_path / "run").fit()
+    other = replace(cfg, data=replace(cfg.data, vocab_size=300))
+    trainer = Trainer(other, tmp_path / "run")
+    with pytest.raises(checkpoint.CheckpointError, match="another vocabulary"):
+        trainer.resume(tmp_path / "run" / "checkpoints" / "last.pt")
+
+
+def test_ctrl_c_saves_and_resume_finishes(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nmt.cli.train", "model=small", f"data.root={corpus}",
+           "data.download=false", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=400",
+           "data.test=[]", "train.max_steps=400", "train.valid_every=2",
+           "train.batch_tokens=500", "train.heatmap_sentences=0", "threads=1",
+           f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "metrics.jsonl").is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    last = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    assert last["progress"]["finished"] == "interrupted"
+    assert 2 <= last["progress"]["step"] < 400
+    res = subprocess.run([sys.executable, "-m", "nmt.cli.train", f"resume={run_dir}", "threads=1",
+                          "train.max_steps=8", f"hydra.run.dir={tmp_path / 'log'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    resumed = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]
+    assert resumed["finished"] == "max_steps" and resumed["step"] > last["progress"]["step"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300))
+def test_reader_never_crashes_or_miscounts(raw):
+    try:
+        lines = decode_lines(raw, "f.txt")
+    except CorpusError as err:
+        assert str(err).startswith("f.txt:")
+        return
+    expected = raw.count(b"\n") + (0 if raw.endswith(b"\n") or not raw else 1)
+    assert len(lines) == expected
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    tok = train_or_load(SRC + TGT, "h", tmp_path_factory.mktemp("spm"), vocab_size=120)
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelSpec(vocab_size=len(tok), emb_size=8, hidden_size=8, dropout=0.0),
+                    "monotonic_bahdanau")
+    return model.eval(), tok
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"),
+                        max_size=30), max_size=6))
+def test_translator_gives_one_line_per_input(toy, lines):
+    model, tok = toy
+    out = translate(model, tok, lines, SearchOptions(beam_size=2, max_len_offset=3),
+                    torch.device("cpu"))
+    assert len(out) == len(lines)
+    for line, r in zip(lines, out, strict=True):
+        assert "\n" not in r.text
+        if not line.strip():
+            assert r.text == ""
