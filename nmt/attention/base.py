@@ -19,9 +19,14 @@ class Memory(NamedTuple):
         return Memory(*(t.index_select(0, index) for t in self))
 
 
+def at_least_fp32(x: Tensor) -> Tensor:
+    """Scores and recurrences run in fp32 even under half precision; fp64 stays fp64."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
-    """Softmax over the last axis with padded positions at exactly zero (fp32 inside)."""
-    scores = scores.float().masked_fill(~mask, float("-inf"))
+    """Softmax over the last axis with padded positions at exactly zero."""
+    scores = at_least_fp32(scores).masked_fill(~mask, float("-inf"))
     return torch.softmax(scores, dim=-1)
 
 
@@ -44,6 +49,9 @@ class Attention(nn.Module):
         self.memory_size = memory_size
 
     def prepare(self, memory: Tensor, mask: Tensor) -> Memory:
+        # Sources are right-padded: an empty one would make every alignment NaN.
+        if not bool(mask[:, 0].all()):
+            raise ValueError("attention needs at least one source position per sentence")
         values = memory * mask.unsqueeze(-1).to(memory.dtype)
         return Memory(self.project_keys(values), values, mask)
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention.additive import AdditiveScore
-from nmt.attention.base import Attention, Memory, context, glorot_, masked_softmax
+from nmt.attention.base import Attention, Memory, at_least_fp32, context, glorot_, masked_softmax
 
 INPUTS = {"prev": [0], "cumulative": [1], "both": [0, 1]}
 
@@ -50,7 +50,7 @@ class Location(Attention):
 
     def init_state(self, mem: Memory) -> Tensor:
         B, S = mem.mask.shape
-        return torch.zeros(B, 2, S, dtype=torch.float32, device=mem.mask.device)
+        return torch.zeros(B, 2, S, dtype=at_least_fp32(mem.values).dtype, device=mem.mask.device)
 
     def forward(self, query: Tensor, mem: Memory, state: Tensor | None = None,
                 hard: bool = False) -> tuple[Tensor, Tensor, Tensor]:
@@ -62,7 +62,7 @@ class Location(Attention):
             extra = extra + self.b
         e = self.score(query, mem.keys, extra)
         if self.smoothing:
-            e = F.logsigmoid(e.float())
+            e = F.logsigmoid(at_least_fp32(e))
         alpha = masked_softmax(e, mem.mask)
         new_state = torch.stack([alpha, state[:, 1] + alpha], dim=1)
         return context(alpha, mem.values), alpha, new_state

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention.additive import AdditiveScore
-from nmt.attention.base import Attention, Memory, context, glorot_
+from nmt.attention.base import Attention, Memory, at_least_fp32, context, glorot_
 
 MODES = ("log_matrix", "parallel", "recursive", "hard")
 
@@ -105,14 +105,15 @@ class Monotonic(Attention):
         return e + self.r
 
     def init_state(self, mem: Memory) -> Tensor:
-        state = torch.zeros(mem.mask.shape, dtype=torch.float32, device=mem.mask.device)
+        state = torch.zeros(mem.mask.shape, dtype=at_least_fp32(mem.values).dtype,
+                            device=mem.mask.device)
         state[:, 0] = 1.0
         return state
 
     def forward(self, query: Tensor, mem: Memory, state: Tensor | None = None,
                 hard: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         assert state is not None, "monotonic attention needs its previous alignment"
-        e = self.energies(query, mem.keys).float().masked_fill(~mem.mask, float("-inf"))
+        e = at_least_fp32(self.energies(query, mem.keys)).masked_fill(~mem.mask, float("-inf"))
         mode = "hard" if hard else self.mode
         if mode == "hard":
             alpha = mono_hard(e, state)
