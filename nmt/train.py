@@ -35,7 +35,10 @@ from nmt.translate import SearchOptions, translate
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
+def setup_device(name: str, threads: int = 0) -> torch.device:
+    """`auto` picks CUDA when present; `threads` > 0 sets torch's CPU threads."""
+    if threads:
+        torch.set_num_threads(threads)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -146,9 +149,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, data: Data | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        self.device = setup_device(cfg.device, cfg.threads)
         self.data = data or prepare_data(cfg.data)
         torch.manual_seed(cfg.seed)
         self.model = build_model(asdict(cfg.model), asdict(cfg.attention),

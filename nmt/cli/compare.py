@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -15,7 +14,7 @@ from nmt.compare import compare, decode_run, find_runs, load_run, test_files, wr
 from nmt.config import CompareConfig
 from nmt.data.corpus import read_lines
 from nmt.plots import bleu_bars, curves, heatmap_grid
-from nmt.train import resolve_device
+from nmt.train import setup_device
 from nmt.translate import translate
 
 log = logging.getLogger("nmt")
@@ -25,9 +24,7 @@ register_schemas()
 @user_errors
 def compare_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, CompareConfig)
-    device = resolve_device(conf.device)
-    if conf.threads:
-        torch.set_num_threads(conf.threads)
+    device = setup_device(conf.device, conf.threads)
     paths = conf.runs if isinstance(conf.runs, list) else [conf.runs]
     runs = [load_run(p) for p in find_runs(paths)]
     finished = [r for r in runs if r.status == "finished"]

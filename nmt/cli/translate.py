@@ -19,7 +19,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.evaluate import score
 from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.plots import heatmap, write_alignments_jsonl
-from nmt.train import resolve_device
+from nmt.train import setup_device
 from nmt.translate import translate
 
 log = logging.getLogger("nmt")
@@ -43,9 +43,7 @@ def load_model(path: str | Path, device: torch.device) -> tuple[Seq2Seq, Tokeniz
 @user_errors
 def translate_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, TranslateConfig)
-    device = resolve_device(conf.device)
-    if conf.threads:
-        torch.set_num_threads(conf.threads)
+    device = setup_device(conf.device, conf.threads)
     model, tok, _ = load_model(conf.checkpoint, device)
     if conf.input:
         lines = read_lines(conf.input)
