@@ -53,3 +53,19 @@ def test_missing_and_empty_files(tmp_path):
     b = write(tmp_path / "b.de", b"")
     with pytest.raises(CorpusError, match="empty"):
         read_parallel(a, b)
+
+
+def test_download_verifies_checksums(multi30k, tmp_path, monkeypatch):
+    from nmt.data import corpus
+
+    monkeypatch.setattr(corpus, "MULTI30K_URL", multi30k.as_uri() + "/{name}")
+    corpus.download_multi30k(tmp_path / "m", ["val.en.gz", "val.de.gz"])
+    assert read_lines(tmp_path / "m" / "val.en.gz") == read_lines(multi30k / "val.en.gz")
+
+    tampered = tmp_path / "mirror"
+    tampered.mkdir()
+    (tampered / "val.en.gz").write_bytes(gzip.compress(b"not the real file\n"))
+    monkeypatch.setattr(corpus, "MULTI30K_URL", tampered.as_uri() + "/{name}")
+    with pytest.raises(CorpusError, match="checksum mismatch"):
+        corpus.download_multi30k(tmp_path / "m2", ["val.en.gz"])
+    assert not (tmp_path / "m2" / "val.en.gz").exists()

@@ -152,3 +152,16 @@ def test_translator_gives_one_line_per_input(toy, lines):
         assert "\n" not in r.text
         if not line.strip():
             assert r.text == ""
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(corpus, tmp_path):
+    from nmt.cli.translate import load_model
+
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    Trainer(cfg, tmp_path / "run").fit()
+    path = tmp_path / "run" / "checkpoints" / "best.pt"
+    ckpt = checkpoint.load(path)
+    ckpt["config"]["model"]["hidden_size"] = 64
+    checkpoint.save(ckpt, tmp_path / "edited.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="edited.pt"):
+        load_model(tmp_path / "edited.pt", torch.device("cpu"))

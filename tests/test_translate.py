@@ -56,7 +56,7 @@ def test_nbest_and_alignments(setup):
 
 def test_very_long_line_is_translated(setup):
     model, tok = setup
-    line = " ".join(["dog"] * 2000)
+    line = " ".join(["dog"] * 5000)
     out = translate(model, tok, [line, "the dog"], SearchOptions(beam_size=2, max_len_ratio=0.01,
                                                                  max_len_offset=3),
                     torch.device("cpu"))
