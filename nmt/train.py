@@ -216,6 +216,7 @@ class Trainer:
 
     # ---- validation --------------------------------------------------------------------
     def validate(self, train_loss: float, train_tokens: int, seconds: float) -> dict:
+        """`seconds`: training time since the last validation (already in progress.elapsed)."""
         cfg, p = self.cfg, self.progress
         start = time.time()
         val_loss = validation_loss(self.model, self.data.valid_enc, cfg.train.batch_tokens,
@@ -234,7 +235,7 @@ class Trainer:
             "step": p.step, "epoch": p.epoch, "train_loss": train_loss,
             "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)),
             "bleu": scores.bleu, "chrf": scores.chrf, "lr": self.opt.param_groups[0]["lr"],
-            "elapsed": p.elapsed + seconds, "tokens_per_s": train_tokens / max(seconds, 1e-9),
+            "elapsed": p.elapsed, "tokens_per_s": train_tokens / max(seconds, 1e-9),
             "valid_seconds": time.time() - start,
         }
         with open(self.run_dir / "metrics.jsonl", "a") as f:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import matplotlib.image
 
@@ -30,6 +31,7 @@ def small_corpus(multi30k, folder):
 def test_train_then_translate(multi30k, tmp_path):
     run_dir = tmp_path / "run"
     corpus = small_corpus(multi30k, tmp_path / "corpus")
+    start = time.time()
     train = run(["nmt.cli.train", "model=small", f"data.root={corpus}", "data.download=false",
                  f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=500",
                  "data.test=[test_2016_flickr]",
@@ -39,6 +41,7 @@ def test_train_then_translate(multi30k, tmp_path):
     assert train.returncode == 0, train.stderr[-3000:]
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [3, 6]
+    assert 0 < metrics[0]["elapsed"] < metrics[1]["elapsed"] < time.time() - start
     for key in ("train_loss", "val_loss", "val_ppl", "bleu", "chrf", "elapsed", "tokens_per_s"):
         assert key in metrics[0]
     assert (run_dir / "checkpoints" / "best.pt").is_file()
