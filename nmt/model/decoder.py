@@ -61,12 +61,18 @@ class Decoder(nn.Module):
         emb = self.dropout(self.embed(tokens))
         return F.linear(emb, self.w_ih[:, :self.emb_size], self.b_ih)
 
-    def step(self, x_proj: Tensor, state: DecoderState, mem: Memory, hard: bool = False
-             ) -> tuple[Tensor, Tensor, DecoderState]:
+    def feed_weight(self) -> Tensor:
+        """The input-feeding half of layer 0's input weights [3H, H]. Taken once per sequence:
+        slicing inside the step would copy the weight, and its gradient, at every step."""
+        return self.w_ih[:, self.emb_size:].contiguous()
+
+    def step(self, x_proj: Tensor, state: DecoderState, mem: Memory, hard: bool = False,
+             w_feed: Tensor | None = None) -> tuple[Tensor, Tensor, DecoderState]:
         """One step: x_proj [B, 3H] from `embed_inputs` -> (h~ [B, H], alpha [B, S], state)."""
         gi = x_proj
         if self.input_feeding:
-            gi = gi + F.linear(state.feed, self.w_ih[:, self.emb_size:])
+            w = self.feed_weight() if w_feed is None else w_feed
+            gi = gi + F.linear(state.feed, w)
         gh = F.linear(state.hidden[0], self.w_hh, self.b_hh)
         i_r, i_z, i_n = gi.chunk(3, dim=1)
         h_r, h_z, h_n = gh.chunk(3, dim=1)
@@ -85,10 +91,12 @@ class Decoder(nn.Module):
     def forward(self, tgt_in: Tensor, state: DecoderState, mem: Memory
                 ) -> tuple[Tensor, Tensor]:
         """Teacher forcing: tgt_in [B, T] -> attentional vectors [B, T, H], alignments [B, T, S]."""
-        x_proj = self.embed_inputs(tgt_in)
+        # unbind, not x_proj[:, t]: the gradient of each slice would be a zero-filled
+        # [B, T, 3H] tensor per step (quadratic in T); unbind's gradient is one stack.
+        w_feed = self.feed_weight() if self.input_feeding else None
         outs, alphas = [], []
-        for t in range(tgt_in.shape[1]):
-            out, alpha, state = self.step(x_proj[:, t], state, mem)
+        for x_t in self.embed_inputs(tgt_in).unbind(1):
+            out, alpha, state = self.step(x_t, state, mem, w_feed=w_feed)
             outs.append(out)
             alphas.append(alpha)
         return torch.stack(outs, dim=1), torch.stack(alphas, dim=1)

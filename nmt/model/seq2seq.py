@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention import Memory, build_attention
+from nmt.attention.base import at_least_fp32
 from nmt.model.decoder import Decoder, DecoderState
 from nmt.model.encoder import Encoder
+from nmt.model.loss import smoothed_cross_entropy
 
 
 @dataclass
@@ -69,16 +71,13 @@ class Seq2Seq(nn.Module):
     def loss(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tgt_out: Tensor,
              label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
         """Summed label-smoothed cross-entropy and summed plain NLL over real target tokens."""
-        logits, _ = self(src, src_len, tgt_in)
-        lp = F.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), dim=-1)
-        target = tgt_out.reshape(-1)
-        real = target != self.pad_id
-        nll = -lp.gather(1, target.unsqueeze(1)).squeeze(1)
-        # Label smoothing as in F.cross_entropy: eps spread uniformly over the vocabulary.
-        tok = (1 - label_smoothing) * nll + label_smoothing * -lp.mean(dim=-1)
-        loss = tok[real].sum()
-        nll = nll.detach()[real].sum()
-        return loss, nll
+        mem, state = self.encode(src, src_len)
+        outs, _ = self.decoder(tgt_in, state, mem)
+        real = tgt_out != self.pad_id
+        # Only real positions reach the output layer, the largest matmul of the model.
+        logits = at_least_fp32(self.output(outs[real]))                   # [N, V]
+        loss, nll = smoothed_cross_entropy(logits, tgt_out[real], label_smoothing)
+        return loss.sum(), nll.sum()
 
     def step_logprobs(self, tokens: Tensor, state: DecoderState, mem: Memory, hard: bool = True
                       ) -> tuple[Tensor, Tensor, DecoderState]:
