@@ -41,7 +41,8 @@ class AdditiveScore(nn.Module):
             v = self.g * self.v * torch.rsqrt(torch.sum(self.v * self.v))
         else:
             v = self.v
-        return torch.tanh(hidden) @ v
+        # In place: `hidden` is a temporary here, and tanh's backward needs only its output.
+        return hidden.tanh_() @ v
 
 
 class Bahdanau(Attention):
