@@ -27,6 +27,7 @@ class DataConfig:
     vocab_size: int = 8000
     spm_model_type: str = "unigram"
     character_coverage: float = 1.0
+    spm_sample_size: int = 2_000_000     # sentences SentencePiece trains on (a random sample)
     max_len: int = 100                   # training pairs longer than this (pieces) are skipped
     train_limit: int = 0                 # >0: use only the first N training pairs
     valid_limit: int = 0                 # >0: validate on the first N validation pairs
@@ -101,6 +102,12 @@ class TrainConfig:
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+
+
+@dataclass
+class PreprocessConfig:
+    threads: int = 0                     # SentencePiece encoding threads (0: all cores)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 @dataclass

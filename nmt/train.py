@@ -25,8 +25,9 @@ from nmt.data.corpus import (
     find_file,
     read_parallel,
 )
-from nmt.data.dataset import Encoded, cached_encode, make_batch, token_batches
-from nmt.data.tokenizer import Tokenizer, settings_key, train_or_load
+from nmt.data.dataset import Encoded, encode_pairs, make_batch, token_batches
+from nmt.data.preprocess import log_skipped, prepare_corpus
+from nmt.data.tokenizer import Tokenizer
 from nmt.evaluate import score
 from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.plots import heatmap
@@ -92,19 +93,15 @@ def load_split(cfg: DataConfig, split: str, limit: int = 0) -> Split:
     return Split(src_path, tgt_path, src, tgt)
 
 
-def prepare_data(cfg: DataConfig) -> Data:
+def prepare_data(cfg: DataConfig, threads: int = -1) -> Data:
+    """Tokenizer and encoded training pairs from the preprocessing cache (built when missing,
+    see nmt.data.preprocess), and the validation and test text."""
     ensure_corpus(cfg)
-    train = load_split(cfg, "train", cfg.train_limit)
     valid = load_split(cfg, "valid", cfg.valid_limit)
-    key = settings_key([train.src_path, train.tgt_path], cfg.vocab_size, cfg.spm_model_type,
-                       cfg.character_coverage) + f"-{cfg.train_limit}"
-    tok = train_or_load(train.src + train.tgt, key, cfg.cache_dir, cfg.vocab_size,
-                        cfg.spm_model_type, cfg.character_coverage)
-    train_enc = cached_encode(tok, train.src, train.tgt, key + "-train", cfg.cache_dir,
-                              cfg.max_len)
-    valid_enc = cached_encode(tok, valid.src, valid.tgt,
-                              settings_key([valid.src_path, valid.tgt_path], 0, "", 0)
-                              + f"-{cfg.valid_limit}", cfg.cache_dir, None)
+    train = prepare_corpus(cfg, *split_paths(cfg, "train"), threads=threads)
+    log_skipped(train.info)
+    tok, train_enc = train.tokenizer, train.train
+    valid_enc, _ = encode_pairs(tok, valid.src, valid.tgt)
     log.info("train: %d pairs, %d target pieces; valid: %d pairs; vocabulary %d",
              len(train_enc), int(train_enc.tgt_lens.sum()), len(valid.src), len(tok))
     tests = {}

@@ -1,10 +1,10 @@
-"""Tokenizer cache, encoded cache, and token-budget batching."""
+"""Tokenizer cache and token-budget batching."""
 
 import numpy as np
 import pytest
 import torch
 
-from nmt.data.dataset import cached_encode, encode_pairs, make_batch, token_batches
+from nmt.data.dataset import Encoded, encode_pairs, make_batch, token_batches
 from nmt.data.tokenizer import BOS, EOS, PAD, train_or_load
 
 SRC = [f"the {c} dog number {i} runs to the {c} house" for i in range(300)
@@ -24,15 +24,6 @@ def test_tokenizer_is_cached_by_key(tmp_path, tok):
     again = train_or_load(["completely different text"], "key", tmp_path, vocab_size=120)
     assert again.proto == first.proto
     assert tok.decode(tok.encode(["the red dog"])[0]) == "the red dog"
-
-
-def test_encoded_cache_round_trip(tmp_path, tok):
-    enc = cached_encode(tok, SRC, TGT, "x", tmp_path)
-    again = cached_encode(tok, SRC, TGT, "x", tmp_path)
-    assert list(tmp_path.glob("enc-*.npz"))
-    assert np.array_equal(enc.src_ids, again.src_ids) and np.array_equal(enc.tgt_off,
-                                                                          again.tgt_off)
-    assert list(enc.src(5)) == tok.encode([SRC[5]])[0]
 
 
 def test_empty_and_overlong_pairs_are_skipped_and_counted(tok):
@@ -73,3 +64,57 @@ def test_batch_layout(tok):
         assert b.src[row, b.src_len[row] - 1] == EOS
         assert (b.src[row, b.src_len[row]:] == PAD).all()
     assert b.n_tokens == sum(len(enc.tgt(r)) + 1 for r in range(3))
+
+
+def loop_token_batches(data, batch_tokens, seed, epoch, shuffle=True, pool=100):
+    """token_batches as first written, one Python step per sentence: the reference that the
+    vectorised version must reproduce exactly (existing runs keep their batches)."""
+    n = len(data)
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=gen).numpy() if shuffle else np.arange(n)
+    src_lens, tgt_lens = data.src_lens + 1, data.tgt_lens + 1
+    mean = max(1, int(tgt_lens.mean()))
+    chunk = max(1, pool * batch_tokens // mean)
+    batches = []
+    for start in range(0, n, chunk):
+        idx = order[start:start + chunk]
+        idx = idx[np.lexsort((src_lens[idx], tgt_lens[idx]))]
+        cur, longest = [], 0
+        for i in idx:
+            longest_new = max(longest, tgt_lens[i], src_lens[i])
+            if cur and longest_new * (len(cur) + 1) > batch_tokens:
+                batches.append(np.array(cur))
+                cur, longest_new = [], max(tgt_lens[i], src_lens[i])
+            cur.append(int(i))
+            longest = longest_new
+        if cur:
+            batches.append(np.array(cur))
+    if shuffle:
+        perm = torch.randperm(len(batches), generator=gen).tolist()
+        batches = [batches[i] for i in perm]
+    return batches
+
+
+def lengths_only(src_lens, tgt_lens) -> Encoded:
+    off = [np.concatenate([[0], np.cumsum(x)]).astype(np.int64) for x in (src_lens, tgt_lens)]
+    return Encoded(np.zeros(0, np.int32), off[0], np.zeros(0, np.int32), off[1])
+
+
+@pytest.mark.parametrize("case", range(60))
+def test_batches_equal_the_sentence_by_sentence_packing(case):
+    rng = np.random.default_rng(case)
+    n, hi = int(rng.integers(1, 500)), int(rng.integers(2, 90))
+    data = lengths_only(rng.integers(0, hi, n), rng.integers(0, hi, n))
+    budget, pool = int(rng.integers(1, 400)), int(rng.integers(1, 6))
+    shuffle = case % 4 != 0
+    new = token_batches(data, budget, case, 2, shuffle, pool)
+    old = loop_token_batches(data, budget, case, 2, shuffle, pool)
+    assert [b.tolist() for b in new] == [b.tolist() for b in old]
+    assert all(b.dtype == np.int64 for b in new)
+
+
+def test_batches_equal_the_sentence_by_sentence_packing_on_real_pieces(tok):
+    enc, _ = encode_pairs(tok, SRC, TGT)
+    for budget in (50, 300, 2000):
+        assert [b.tolist() for b in token_batches(enc, budget, 1, 0)] == \
+            [b.tolist() for b in loop_token_batches(enc, budget, 1, 0)]

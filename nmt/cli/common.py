@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.attention import AttentionConfigError
 from nmt.checkpoint import CheckpointError
-from nmt.config import CompareConfig, TrainConfig, TranslateConfig
+from nmt.config import CompareConfig, PreprocessConfig, TrainConfig, TranslateConfig
 from nmt.data.corpus import CorpusError
 
 T = TypeVar("T")
@@ -26,6 +26,7 @@ def register_schemas() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="translate_schema", node=TranslateConfig)
     cs.store(name="compare_schema", node=CompareConfig)
+    cs.store(name="preprocess_schema", node=PreprocessConfig)
 
 
 def to_object(cfg: DictConfig, cls: type[T]) -> T:

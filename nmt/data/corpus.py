@@ -7,6 +7,8 @@ import hashlib
 import logging
 import os
 import urllib.request
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -35,38 +37,62 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     Only "\\n" separates lines (str.splitlines would also split on U+2028 and friends and
     change the line count); a trailing "\\r" is removed, and a last line without a newline is kept.
     """
+    return list(iter_lines(path))
+
+
+def iter_lines(path: str | os.PathLike, block_size: int = 1 << 24) -> Iterator[str]:
+    """`read_lines` as a stream: decodes `block_size` bytes at a time, so a corpus of any size
+    is read in bounded memory. Errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: file not found")
+    name = str(path)
     try:
         with open(path, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError) as err:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        with (gzip.open if gzipped else open)(path, "rb") as f:
+            line, rest = 1, b""
+            while block := f.read(block_size):
+                block = rest + block
+                cut = block.rfind(b"\n") + 1   # whole lines only; the rest waits for more bytes
+                rest = block[cut:]
+                if cut:
+                    yield from decode_lines(block[:cut], name, line)
+                    line += block.count(b"\n", 0, cut)
+            if rest:
+                yield from decode_lines(rest, name, line)
+    except (OSError, EOFError, zlib.error) as err:
         raise CorpusError(f"{path}: cannot read ({err})") from err
-    return decode_lines(raw, str(path))
 
 
-def decode_lines(raw: bytes, name: str) -> list[str]:
-    """Split bytes into lines and decode each as strict UTF-8; errors name `name`:line."""
+def decode_lines(raw: bytes, name: str, first_line: int = 1) -> list[str]:
+    """Split bytes into lines and decode each as strict UTF-8; errors name `name`:line
+    (`first_line` is the number of the first line in `raw`)."""
     if b"\x00" in raw:
-        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        line = raw[: raw.index(b"\x00")].count(b"\n") + first_line
         raise CorpusError(f"{name}:{line}: NUL byte found; this looks like a binary file, "
                           "not one sentence per line of UTF-8 text")
-    parts = raw.split(b"\n")
-    if parts and parts[-1] == b"":
-        parts.pop()
-    lines = []
-    for number, part in enumerate(parts, start=1):
-        if part.endswith(b"\r"):
-            part = part[:-1]
+    try:
+        # "\n" cannot occur inside a multi-byte UTF-8 sequence, so decoding the whole block
+        # and splitting it gives the same lines as splitting first; only an error needs the
+        # slow path to find its line.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        parts = text.split("\n")
+        if parts and parts[-1] == "":
+            parts.pop()
+        if "\r" in text:
+            parts = [p[:-1] if p.endswith("\r") else p for p in parts]
+        return parts
+    for number, part in enumerate(raw.split(b"\n"), start=first_line):
         try:
-            lines.append(part.decode("utf-8"))
+            part.decode("utf-8")
         except UnicodeDecodeError as err:
             raise CorpusError(f"{name}:{number}: invalid UTF-8 at byte {err.start} "
                               "(convert the file to UTF-8)") from err
-    return lines
+    raise AssertionError("unreachable: the block failed to decode but every line decodes")
 
 
 def read_parallel(src_path: str | os.PathLike, tgt_path: str | os.PathLike,
@@ -74,11 +100,36 @@ def read_parallel(src_path: str | os.PathLike, tgt_path: str | os.PathLike,
     """Read two line-aligned files; their line counts must match."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if len(src) != len(tgt):
-        raise CorpusError(f"line counts differ: {src_path} has {len(src)} lines, "
-                          f"{tgt_path} has {len(tgt)}; the files must be line-aligned")
+        raise _count_error(src_path, len(src), tgt_path, len(tgt))
     if not src and not allow_empty:
         raise CorpusError(f"{src_path} and {tgt_path} are empty")
     return src, tgt
+
+
+def iter_parallel(src_path: str | os.PathLike, tgt_path: str | os.PathLike
+                  ) -> Iterator[tuple[str, str]]:
+    """`read_parallel` as a stream of pairs; a line-count mismatch or empty files raise when
+    the stream reaches the end."""
+    src, tgt = iter_lines(src_path), iter_lines(tgt_path)
+    n = 0
+    while True:
+        s, t = next(src, None), next(tgt, None)
+        if s is None or t is None:
+            break
+        n += 1
+        yield s, t
+    # One file ended; count what is left of the other (including the line just read).
+    n_src = n + (s is not None) + sum(1 for _ in src)
+    n_tgt = n + (t is not None) + sum(1 for _ in tgt)
+    if n_src != n_tgt:
+        raise _count_error(src_path, n_src, tgt_path, n_tgt)
+    if not n:
+        raise CorpusError(f"{src_path} and {tgt_path} are empty")
+
+
+def _count_error(src_path, n_src: int, tgt_path, n_tgt: int) -> CorpusError:
+    return CorpusError(f"line counts differ: {src_path} has {n_src} lines, "
+                       f"{tgt_path} has {n_tgt}; the files must be line-aligned")
 
 
 def find_file(root: str | os.PathLike, split: str, lang: str) -> Path:

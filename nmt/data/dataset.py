@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,26 +65,6 @@ def encode_pairs(tok: Tokenizer, src: list[str], tgt: list[str], max_len: int | 
     return Encoded(s_flat, s_off, t_flat, t_off), skipped
 
 
-def cached_encode(tok: Tokenizer, src: list[str], tgt: list[str], key: str,
-                  cache_dir: str | os.PathLike, max_len: int | None = None) -> Encoded:
-    """`encode_pairs` with its result stored in `cache_dir` under a key of data and tokenizer."""
-    digest = hashlib.sha256(tok.proto + f"{key}|{max_len}".encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"enc-{digest}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return Encoded(z["src_ids"], z["src_off"], z["tgt_ids"], z["tgt_off"])
-    enc, skipped = encode_pairs(tok, src, tgt, max_len)
-    if sum(skipped.values()):
-        log.info("skipped %d empty and %d over-long (> %s pieces) training pairs of %d",
-                 skipped["empty"], skipped["too_long"], max_len, len(src))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, src_ids=enc.src_ids, src_off=enc.src_off, tgt_ids=enc.tgt_ids,
-             tgt_off=enc.tgt_off)
-    os.replace(tmp, path)
-    return enc
-
-
 def token_batches(data: Encoded, batch_tokens: int, seed: int, epoch: int,
                   shuffle: bool = True, pool: int = 100) -> list[np.ndarray]:
     """Group sentences of similar length into batches of about `batch_tokens` target tokens.
@@ -100,27 +77,37 @@ def token_batches(data: Encoded, batch_tokens: int, seed: int, epoch: int,
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=gen).numpy() if shuffle else np.arange(n)
     src_lens, tgt_lens = data.src_lens + 1, data.tgt_lens + 1  # + EOS
+    longest = np.maximum(src_lens, tgt_lens)
     mean = max(1, int(tgt_lens.mean()))
     chunk = max(1, pool * batch_tokens // mean)
     batches: list[np.ndarray] = []
     for start in range(0, n, chunk):
         idx = order[start:start + chunk]
         idx = idx[np.lexsort((src_lens[idx], tgt_lens[idx]))]
-        cur: list[int] = []
-        longest = 0
-        for i in idx:
-            longest_new = max(longest, tgt_lens[i], src_lens[i])
-            if cur and longest_new * (len(cur) + 1) > batch_tokens:
-                batches.append(np.array(cur))
-                cur, longest_new = [], max(tgt_lens[i], src_lens[i])
-            cur.append(int(i))
-            longest = longest_new
-        if cur:
-            batches.append(np.array(cur))
+        batches.extend(np.split(idx, batch_starts(longest[idx], batch_tokens)))
     if shuffle:
         perm = torch.randperm(len(batches), generator=gen).tolist()
         batches = [batches[i] for i in perm]
     return batches
+
+
+def batch_starts(longest: np.ndarray, batch_tokens: int) -> list[int]:
+    """Where greedy packing of sentences (in this order) starts each batch after the first.
+
+    A batch takes the next sentence while (its sentences + 1) x (longest of them) stays within
+    `batch_tokens`; its first sentence is always taken. One numpy pass per batch instead of a
+    Python step per sentence: a batch starting at s holds at most batch_tokens // longest[s]
+    sentences, so looking that far (+1) ahead always finds its end.
+    """
+    starts, s, n = [], 0, len(longest)
+    while True:
+        window = longest[s:s + batch_tokens // int(longest[s]) + 1]
+        sizes = np.maximum.accumulate(window) * np.arange(1, len(window) + 1)
+        over = np.flatnonzero(sizes[1:] > batch_tokens)
+        s += int(over[0]) + 1 if len(over) else len(window)
+        if s >= n:
+            return starts
+        starts.append(s)
 
 
 @dataclass

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import sentencepiece as spm
@@ -30,8 +29,9 @@ class Tokenizer:
     def __len__(self) -> int:
         return self.sp.get_piece_size()
 
-    def encode(self, lines: list[str]) -> list[list[int]]:
-        return self.sp.encode(lines)
+    def encode(self, lines: list[str], threads: int = -1) -> list[list[int]]:
+        """`threads`: SentencePiece's encoding threads for a list (-1: all cores)."""
+        return self.sp.encode(lines, num_threads=threads)
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([i for i in ids if i > EOS])
@@ -40,36 +40,53 @@ class Tokenizer:
         return [self.sp.id_to_piece(i) for i in ids]
 
 
-def settings_key(files: list[Path], vocab_size: int, model_type: str,
-                 character_coverage: float) -> str:
-    """A key that changes when the training files or the SentencePiece settings change."""
-    stamp = [(str(f.resolve()), f.stat().st_size, int(f.stat().st_mtime)) for f in files]
-    blob = json.dumps([stamp, vocab_size, model_type, character_coverage]).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def train_or_load(lines: Iterable[str], key: str, cache_dir: str | os.PathLike,
+                  vocab_size: int, model_type: str = "unigram", character_coverage: float = 1.0,
+                  sample_size: int = 2_000_000, seed: int = 1) -> Tokenizer:
+    """Train a joint model on `lines` unless `cache_dir/spm-<key>.model` exists.
 
-
-def train_or_load(lines: list[str], key: str, cache_dir: str | os.PathLike, vocab_size: int,
-                  model_type: str = "unigram", character_coverage: float = 1.0) -> Tokenizer:
-    """Train a joint model on `lines` unless `cache_dir/spm-<key>.model` exists."""
+    `lines` is read once as a stream (a generator over files keeps memory flat); SentencePiece
+    keeps a uniform random sample of `sample_size` sentences, drawn with `seed`.
+    """
     path = Path(cache_dir) / f"spm-{key}.model"
     if path.is_file():
         log.info("tokenizer from cache: %s", path)
         return Tokenizer.load(path)
-    log.info("training SentencePiece (%s, %d pieces) on %d lines", model_type, vocab_size,
-             len(lines))
+    log.info("training SentencePiece (%s, %d pieces) on a sample of at most %d sentences",
+             model_type, vocab_size, sample_size)
     proto = io.BytesIO()
+    failure: list[Exception] = []
+
+    def sentences() -> Iterator[str]:
+        try:
+            yield from (line for line in lines if line.strip())
+        except Exception as err:  # SentencePiece turns it into a RuntimeError; keep the original
+            failure.append(err)
+            raise
+
+    spm.set_random_generator_seed(seed)
+    try:
+        _train(sentences(), proto, vocab_size, model_type, character_coverage, sample_size)
+    except RuntimeError:
+        if failure:
+            raise failure[0] from None
+        raise
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent builders each write
+    tmp.write_bytes(proto.getvalue())
+    os.replace(tmp, path)
+    return Tokenizer(proto.getvalue())
+
+
+def _train(sentences: Iterator[str], writer: io.BytesIO, vocab_size: int, model_type: str,
+           character_coverage: float, sample_size: int) -> None:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(line for line in lines if line.strip()),
-        model_writer=proto,
+        sentence_iterator=sentences,
+        model_writer=writer,
         vocab_size=vocab_size,
         model_type=model_type,
         character_coverage=character_coverage,
         pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
-        input_sentence_size=2_000_000, shuffle_input_sentence=True,
+        input_sentence_size=sample_size, shuffle_input_sentence=True,
         hard_vocab_limit=False, minloglevel=2, num_threads=1,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(proto.getvalue())
-    os.replace(tmp, path)
-    return Tokenizer(proto.getvalue())
