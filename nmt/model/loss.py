@@ -26,7 +26,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor) -> tuple[Tensor, None, None]:
         logits, lse, target = ctx.saved_tensors
         eps, V = ctx.eps, logits.shape[-1]
-        grad = torch.exp(logits - lse.unsqueeze(1))                         # softmax
+        grad = (logits - lse.unsqueeze(1)).exp_()                           # softmax
         grad.sub_(eps / V)
         grad.scatter_add_(1, target.unsqueeze(1), torch.full_like(lse, eps - 1).unsqueeze(1))
         grad.mul_(grad_loss.unsqueeze(1))
