@@ -28,6 +28,7 @@ from nmt.data.corpus import (
 from nmt.data.dataset import Encoded, encode_pairs, make_batch, token_batches
 from nmt.data.preprocess import log_skipped, prepare_corpus
 from nmt.data.tokenizer import Tokenizer
+from nmt.distributed import Dist, rng_state, set_rng_state
 from nmt.evaluate import score
 from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.plots import heatmap
@@ -143,14 +144,20 @@ def validation_loss(model: Seq2Seq, data: Encoded, batch_tokens: int, device: to
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, data: Data | None = None):
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, data: Data | None = None,
+                 dist: Dist | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.device = setup_device(cfg.device, cfg.threads)
-        self.data = data or prepare_data(cfg.data)
+        self.dist = dist or Dist()
+        self.device = self.dist.local_device(setup_device(cfg.device, cfg.threads))
+        self.data = data or self.dist.main_first(lambda: prepare_data(cfg.data,
+                                                                      cfg.threads or -1))
         torch.manual_seed(cfg.seed)
         self.model = build_model(asdict(cfg.model), asdict(cfg.attention),
                                  len(self.data.tokenizer)).to(self.device)
+        self.step_model = self.dist.wrap(self.model)
+        if self.dist.rank:  # the same weights (seeded above), but dropout masks of its own
+            torch.manual_seed(cfg.seed + 100_003 * self.dist.rank)
         o = cfg.optim
         self.opt = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=tuple(o.betas),
                                     weight_decay=o.weight_decay)
@@ -176,11 +183,17 @@ class Trainer:
             ckpt["rng"] = torch.get_rng_state()
             if torch.cuda.is_available():
                 ckpt["cuda_rng"] = torch.cuda.get_rng_state_all()
+            if self.dist.enabled:
+                ckpt["rng_ranks"] = self.dist.gather(rng_state(self.device))
         return ckpt
 
     def save(self, best: bool) -> None:
+        """Called by every rank (the RNG states are gathered); rank 0 writes."""
+        last = self.checkpoint_dict(True)
+        if not self.dist.is_main:
+            return
         ckpt_dir = self.run_dir / "checkpoints"
-        checkpoint.save(self.checkpoint_dict(True), ckpt_dir / "last.pt")
+        checkpoint.save(last, ckpt_dir / "last.pt")
         if best:
             checkpoint.save(self.checkpoint_dict(False), ckpt_dir / "best.pt")
 
@@ -201,10 +214,14 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"])
         if "cuda_rng" in ckpt and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        if len(ckpt.get("rng_ranks", [])) == self.dist.world_size > 1:
+            set_rng_state(ckpt["rng_ranks"][self.dist.rank], self.device)
+        elif self.dist.rank:  # another number of ranks: a fresh stream for this one
+            torch.manual_seed(self.cfg.seed + 100_003 * self.dist.rank + self.progress.step)
         # Validations after the checkpoint (a kill between the metrics line and the save) are
         # redone, so drop their lines.
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.is_file():
+        if metrics.is_file() and self.dist.is_main:
             rows = [x for x in metrics.read_text().splitlines()
                     if x.strip() and json.loads(x)["step"] <= self.progress.step]
             metrics.write_text("".join(x + "\n" for x in rows))
@@ -247,6 +264,21 @@ class Trainer:
         row["improved"] = improved
         return row
 
+    def shared_validation(self, train_loss: float, train_tokens: int, seconds: float) -> dict:
+        """Rank 0 validates; every rank takes its outcome (best BLEU, early stopping, learning
+        rate), so that all go on in step."""
+        row = self.validate(train_loss, train_tokens, seconds) if self.dist.is_main else {}
+        if self.dist.enabled:
+            row, progress, sched, lrs = self.dist.broadcast(
+                (row, asdict(self.progress), self.sched.state_dict(),
+                 [g["lr"] for g in self.opt.param_groups]))
+            for key, value in progress.items():
+                setattr(self.progress, key, value)
+            self.sched.load_state_dict(sched)
+            for group, lr in zip(self.opt.param_groups, lrs, strict=True):
+                group["lr"] = lr
+        return row
+
     def write_heatmaps(self) -> None:
         n = self.cfg.train.heatmap_sentences
         if n <= 0:
@@ -261,19 +293,23 @@ class Trainer:
 
     # ---- training ----------------------------------------------------------------------
     def train_step(self, idx) -> tuple[float, int]:
-        """One update; returns (summed label-smoothed loss, target tokens), loss NaN if skipped."""
+        """One update; returns (summed label-smoothed loss, target tokens), loss NaN if skipped.
+        Distributed, `idx` is this rank's share and both numbers are of the global batch."""
         b = make_batch(self.data.train, idx).to(self.device)
         self.model.train()
-        loss, _ = self.model.loss(b.src, b.src_len, b.tgt_in, b.tgt_out,
+        loss, _ = self.step_model(b.src, b.src_len, b.tgt_in, b.tgt_out,
                                   self.cfg.train.label_smoothing)
-        if not torch.isfinite(loss):
+        total, n_tokens = self.dist.sum_step(loss, b.n_tokens)
+        if not math.isfinite(total):  # on any rank: all skip
             self.opt.zero_grad(set_to_none=True)
-            return float("nan"), b.n_tokens
-        (loss / b.n_tokens).backward()
+            return float("nan"), n_tokens
+        # DDP averages the ranks' gradients; dividing by the global tokens / world size makes
+        # that average the gradient of global loss / global tokens, as for the union batch.
+        (loss / (n_tokens / self.dist.world_size)).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        return float(loss.detach()), b.n_tokens
+        return total, n_tokens
 
     def budget_reached(self, seconds: float) -> str:
         t, p = self.cfg.train, self.progress
@@ -285,7 +321,9 @@ class Trainer:
 
     def fit(self) -> Progress:
         cfg, p = self.cfg, self.progress
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        world, rank = self.dist.world_size, self.dist.rank
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         start = time.time()
         loss_sum, tok_sum, tok_window = 0.0, 0, 0
@@ -293,10 +331,12 @@ class Trainer:
             while not p.finished and p.epoch < cfg.train.max_epochs:
                 batches = token_batches(self.data.train, cfg.train.batch_tokens, cfg.seed, p.epoch)
                 bar = tqdm(total=len(batches), initial=p.batch_in_epoch, desc=f"epoch {p.epoch}",
-                           unit="batch", disable=None, leave=False)
-                while p.batch_in_epoch < len(batches) and not p.finished:
-                    loss, ntok = self.train_step(batches[p.batch_in_epoch])
-                    p.batch_in_epoch += 1
+                           unit="batch", disable=None if self.dist.is_main else True, leave=False)
+                # A step takes the next `world` batches, one per rank; a remainder smaller than
+                # that is left out of this epoch (the next epoch draws a new order).
+                while p.batch_in_epoch + world <= len(batches) and not p.finished:
+                    loss, ntok = self.train_step(batches[p.batch_in_epoch + rank])
+                    p.batch_in_epoch += world
                     p.step += 1
                     tok_window += ntok
                     if math.isnan(loss):
@@ -313,15 +353,15 @@ class Trainer:
                         loss_sum += loss
                         tok_sum += ntok
                     seconds = time.time() - start
-                    bar.update(1)
+                    bar.update(world)
                     bar.set_postfix(loss=f"{loss_sum / max(tok_sum, 1):.3f}",
                                     tok_s=f"{tok_window / max(seconds, 1e-9):.0f}")
                     if cfg.train.log_every and p.step % cfg.train.log_every == 0:
                         log.info("step %d epoch %d: loss %.3f, %.0f target tokens/s", p.step,
                                  p.epoch, loss_sum / max(tok_sum, 1),
                                  tok_window / max(seconds, 1e-9))
-                    reason = self.budget_reached(seconds) or ("interrupted" if
-                                                              self.stop_requested else "")
+                    reason = self.dist.agree(self.budget_reached(seconds) or (
+                        "interrupted" if self.stop_requested else ""))
                     if reason == "interrupted":
                         p.elapsed += seconds
                         start = time.time()
@@ -331,25 +371,25 @@ class Trainer:
                         break
                     if p.step % cfg.train.valid_every == 0 or reason:
                         p.elapsed += seconds
-                        row = self.validate(loss_sum / max(tok_sum, 1), tok_window, seconds)
+                        row = self.shared_validation(loss_sum / max(tok_sum, 1), tok_window,
+                                                     seconds)
                         if reason and not p.finished:
                             p.finished = reason
                         self.save(best=row["improved"])
                         loss_sum, tok_sum, tok_window = 0.0, 0, 0
                         start = time.time()
                 bar.close()
-                if p.batch_in_epoch >= len(batches) and not p.finished:
+                if p.batch_in_epoch + world > len(batches) and not p.finished:
                     p.epoch += 1
                     p.batch_in_epoch = 0
             if not p.finished:
                 p.finished = "max_epochs"
                 seconds = time.time() - start
                 p.elapsed += seconds
-                row = self.validate(loss_sum / max(tok_sum, 1), tok_window, seconds)
+                row = self.shared_validation(loss_sum / max(tok_sum, 1), tok_window, seconds)
                 self.save(best=row["improved"])
         finally:
             signal.signal(signal.SIGINT, previous)
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if p.finished != "interrupted":
             self.save(best=False)
         log.info("training finished (%s) after %d steps, %.1f min; best BLEU %.2f at step %d",
@@ -389,9 +429,10 @@ class Trainer:
         return results
 
 
-def run(cfg: TrainConfig, run_dir: str | Path) -> dict:
-    """Train (or resume) in `run_dir`, then decode the test sets with the best checkpoint."""
-    trainer = Trainer(cfg, run_dir)
+def run(cfg: TrainConfig, run_dir: str | Path, dist: Dist | None = None) -> dict:
+    """Train (or resume) in `run_dir`, then decode the test sets with the best checkpoint.
+    `dist`: this process's place in a distributed job (default: a single process)."""
+    trainer = Trainer(cfg, run_dir, dist=dist)
     last = Path(run_dir) / "checkpoints" / "last.pt"
     if cfg.resume:
         if not last.is_file():
@@ -401,7 +442,8 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict:
             log.info("run already finished (%s)", trainer.progress.finished)
         trainer.progress.finished = ""
     progress = trainer.fit()
-    tests = {} if progress.finished == "interrupted" else trainer.evaluate_tests()
-    summary = {"progress": asdict(progress), "test": tests}
+    if progress.finished == "interrupted" or not trainer.dist.is_main:
+        return {"progress": asdict(progress), "test": {}}
+    summary = {"progress": asdict(progress), "test": trainer.evaluate_tests()}
     (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

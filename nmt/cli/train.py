@@ -1,8 +1,13 @@
-"""nmt-train: train a model (Hydra app; any config key can be overridden, -m sweeps)."""
+"""nmt-train: train a model (Hydra app; any config key can be overridden, -m sweeps).
+
+Under torchrun (`torchrun --nproc_per_node=N -m nmt.cli.train ...`) every process runs this;
+rank 0 decides the run folder and writes everything, the other ranks write nothing.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from nmt import checkpoint
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.config import TrainConfig
-from nmt.train import run
+from nmt.distributed import Dist, env_rank, env_world_size, init_from_env
+from nmt.train import run, setup_device
 
 log = logging.getLogger("nmt")
 register_schemas()
@@ -41,24 +47,49 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
 @user_errors
 def train_main(cfg: DictConfig) -> float:
     conf = to_object(cfg, TrainConfig)
+    dist = init_from_env(setup_device(conf.device, conf.threads))
+    try:
+        return train_with(conf, dist)
+    finally:
+        dist.close()
+
+
+def train_with(conf: TrainConfig, dist: Dist) -> float:
     if conf.resume:
         run_dir = Path(conf.resume)
         conf = resumed_config(run_dir, conf)
-        handler = logging.FileHandler(run_dir / "train.log")
-        fmt = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
-        handler.setFormatter(logging.Formatter(fmt))
-        logging.getLogger().addHandler(handler)
+        if dist.is_main:
+            handler = logging.FileHandler(run_dir / "train.log")
+            fmt = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
+            handler.setFormatter(logging.Formatter(fmt))
+            logging.getLogger().addHandler(handler)
     else:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-    log.info("run folder: %s", run_dir)
+        run_dir = Path(dist.broadcast(HydraConfig.get().runtime.output_dir))  # rank 0's
+    log.info("run folder: %s%s", run_dir, f" ({dist.world_size} processes)" if dist.enabled
+             else "")
     log.debug("config: %s", asdict(conf))
-    summary = run(conf, run_dir)
+    summary = run(conf, run_dir, dist)
     return summary["progress"]["best_bleu"]
 
 
+# Ranks > 0 of a torchrun job: no run folder, .hydra or log file of their own.
+WORKER_OVERRIDES = ["hydra.run.dir=.", "hydra.output_subdir=null",
+                    "hydra/job_logging=nmt_worker"]
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="train")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     return train_main(cfg)
+
+
+def main() -> None:
+    if env_world_size() > 1:
+        if {"-m", "--multirun"} & set(sys.argv):
+            sys.exit("error: a torchrun job trains one model; sweep with a Hydra launcher "
+                     "instead (nmt-train -m hydra/launcher=slurm ...)")
+        if env_rank() > 0:
+            sys.argv += WORKER_OVERRIDES
+    hydra_main()
 
 
 if __name__ == "__main__":
