@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work" / "speed"
 JOEY_VENV = ROOT / "benchmarks" / "work" / "joey-venv"
 DATA = Path(os.environ.get("NMT_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
+DECODE_BATCH = 4000   # tokens per decoding batch, both systems (our default)
 VARIANTS = ["bahdanau", "normed_bahdanau", "luong_dot", "luong_general", "luong_concat",
             "scaled_luong", "scaled_dot", "monotonic_bahdanau", "monotonic_luong", "location",
             "location_smooth"]
@@ -103,6 +104,34 @@ def measure_ours_train(variant: str, threads: int, warmup: int, steps: int,
             "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
 
 
+def measure_ours_ddp(variant: str, warmup: int, steps: int, batch_tokens: int) -> dict:
+    """Started by torchrun: data-parallel ranks of one thread each, `batch_tokens` per rank."""
+    import torch
+
+    from nmt.data.dataset import token_batches
+    from nmt.distributed import init_from_env
+    from nmt.train import Trainer
+
+    cfg = train_config(variant, batch_tokens, 1)
+    dist = init_from_env(torch.device("cpu"))
+    trainer = Trainer(cfg, WORK / "scratch", dist=dist)
+    batches = token_batches(trainer.data.train, batch_tokens, cfg.seed, 0)
+    world, rank = dist.world_size, dist.rank
+    for k in range(warmup):
+        trainer.train_step(batches[k * world + rank])
+    tokens, start = 0, time.perf_counter()
+    for k in range(warmup, warmup + steps):
+        tokens += trainer.train_step(batches[k * world + rank])[1]
+    seconds = time.perf_counter() - start
+    rss = sum(dist.gather(peak_rss_mb()))
+    dist.close()
+    if rank:
+        sys.exit(0)
+    return {"steps": steps, "seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds,
+            "processes": world, "batch_tokens_per_process": batch_tokens, "peak_rss_mb": rss,
+            "peak_rss_note": "sum over the processes"}
+
+
 def measure_ours_decode(checkpoint: str, beam: int, threads: int) -> dict:
     import torch
 
@@ -119,7 +148,8 @@ def measure_ours_decode(checkpoint: str, beam: int, threads: int) -> dict:
     model.load_state_dict(ckpt["model"])
     src = read_lines(DATA / "test_2016_flickr.en.gz")
     ref = read_lines(DATA / "test_2016_flickr.de.gz")
-    opts = SearchOptions(beam_size=beam, max_len_ratio=1.5, max_len_offset=0)
+    opts = SearchOptions(beam_size=beam, max_len_ratio=1.5, max_len_offset=0,
+                         batch_tokens=DECODE_BATCH)
     translate(model, tok, src[:50], opts, torch.device("cpu"))  # warm-up
     start = time.perf_counter()
     hyps = translate(model, tok, src, opts, torch.device("cpu"))
@@ -270,6 +300,8 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=2000)
     ap.add_argument("--decode-model-minutes", type=float, default=8)
     ap.add_argument("--no-joey", action="store_true")
+    ap.add_argument("--ddp", type=int, default=2,
+                    help="also train with this many one-thread processes (torchrun); 0: skip")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
     a = ap.parse_args()
     parts, threads = a.parts.split(","), [int(t) for t in a.threads.split(",")]
@@ -306,7 +338,18 @@ def main() -> None:
                     print(f"train {system:5s} bahdanau threads={t} round {r}: "
                           f"{res['tokens_per_s']:.0f} tok/s, peak RSS "
                           f"{res['peak_rss_mb']:.0f} MB", flush=True)
-        best_t = max(threads, key=lambda t: statistics.median(
+            if a.ddp > 1:
+                # Data-parallel ranks of one thread each; the global batch is the same size.
+                res = run_json([sys.executable, "-m", "torch.distributed.run",
+                                f"--nproc_per_node={a.ddp}", *self_cmd(
+                                    "_train_ddp", "bahdanau", a.warmup, a.steps,
+                                    a.batch_tokens // a.ddp)[1:]], env={"OMP_NUM_THREADS": "1"})
+                result["train"].append({"system": "ours", "variant": "bahdanau",
+                                        "threads": f"{a.ddp}x1", "round": r, **res})
+                print(f"train ours  bahdanau {a.ddp} processes x 1 thread round {r}: "
+                      f"{res['tokens_per_s']:.0f} tok/s, peak RSS {res['peak_rss_mb']:.0f} MB",
+                      flush=True)
+        best_t = max(threads, key=lambda t: statistics.median(  # int settings only
             x["tokens_per_s"] for x in result["train"] if x["system"] == "ours"
             and x["threads"] == t))
         result["best_threads_train"] = best_t
@@ -327,7 +370,8 @@ def main() -> None:
                     if system == "joey":
                         res = run_json([str(joey), str(ROOT / "benchmarks" / "joey_driver.py"),
                                         "decode", str(joey_cfg), "--weights", str(ckpt),
-                                        "--beam", str(beam), "--threads", str(t)])
+                                        "--beam", str(beam), "--threads", str(t),
+                                        "--batch-size", str(DECODE_BATCH)])
                         res["bleu"] = bleu_of(res.pop("hypotheses"))
                     else:
                         res = run_json(self_cmd("_decode", ckpt, beam, t))
@@ -352,7 +396,8 @@ def bleu_of(hyps: list[str]) -> float:
 
 def best(rows: list[dict], key: str, **match: object) -> dict | None:
     """The thread setting with the best median of `key` among rows matching `match`."""
-    rows = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    rows = [r for r in rows if all(r.get(k) == v for k, v in match.items())
+            and isinstance(r["threads"], int)]
     if not rows:
         return None
     by_t: dict[int, list[dict]] = {}
@@ -369,16 +414,26 @@ def report(res: dict) -> str:
              f"{res['batch_tokens']} tokens", ""]
     lines += ["| measurement | threads | ours | Joey NMT 2.3.0 | ours / Joey |",
               "|---|---|---|---|---|"]
-    for t in sorted({r["threads"] for r in res["train"] if r["variant"] == "bahdanau"}):
-        o = [r for r in res["train"] if r["system"] == "ours" and r["variant"] == "bahdanau"
-             and r["threads"] == t]
-        j = {r["round"]: r for r in res["train"] if r["system"] == "joey" and r["threads"] == t}
-        ratios = [r["tokens_per_s"] / j[r["round"]]["tokens_per_s"] for r in o if r["round"] in j]
-        lines.append(
-            f"| training tok/s (bahdanau) | {t} | "
-            f"{fmt(statistics.median(r['tokens_per_s'] for r in o))} | "
-            + (f"{fmt(statistics.median(r['tokens_per_s'] for r in j.values()))} | "
-               f"{statistics.median(ratios):.2f}x |" if ratios else "- | - |"))
+    bahdanau = [r for r in res["train"] if r["variant"] == "bahdanau"]
+    joey_best = {}  # round -> Joey's best thread setting in that round
+    for r in bahdanau:
+        if r["system"] == "joey":
+            joey_best[r["round"]] = max(joey_best.get(r["round"], 0), r["tokens_per_s"])
+    for t in sorted({r["threads"] for r in bahdanau}, key=str):
+        o = [r for r in bahdanau if r["system"] == "ours" and r["threads"] == t]
+        j = {r["round"]: r for r in bahdanau if r["system"] == "joey" and r["threads"] == t}
+        if isinstance(t, str):  # data-parallel processes: against Joey's best setting
+            ratios = [r["tokens_per_s"] / joey_best[r["round"]] for r in o
+                      if r["round"] in joey_best]
+            j_text = "(its best setting)"
+        else:
+            ratios = [r["tokens_per_s"] / j[r["round"]]["tokens_per_s"] for r in o
+                      if r["round"] in j]
+            j_text = (fmt(statistics.median(r["tokens_per_s"] for r in j.values()))
+                      if j else "-")
+        lines.append(f"| training tok/s (bahdanau) | {t} | "
+                     f"{fmt(statistics.median(r['tokens_per_s'] for r in o))} | {j_text} | "
+                     + (f"{statistics.median(ratios):.2f}x |" if ratios else "- |"))
     for beam in (1, 5):
         for t in sorted({r["threads"] for r in res["decode"]}):
             o = [r for r in res["decode"] if r["system"] == "ours" and r["beam"] == beam
@@ -410,6 +465,13 @@ def report(res: dict) -> str:
                   f"{100 * row['target_padding']:.0f}%; achieved {achieved:.1f} GFLOP/s at "
                   f"{ours_b['threads']} thread(s) against {peak:.1f} GFLOP/s for a plain "
                   f"150x768x1536 matmul ({100 * achieved / peak:.0f}%)."]
+        ddp = [r for r in res["train"] if isinstance(r["threads"], str)]
+        peak1 = res["matmul_gflops"].get(1) or res["matmul_gflops"].get("1")
+        if ddp and peak1:
+            n = ddp[0]["processes"]
+            got = row["flops_per_token"] * statistics.median(r["tokens_per_s"] for r in ddp) / 1e9
+            lines.append(f"With {n} one-thread processes: {got:.1f} GFLOP/s against {n} x "
+                         f"{peak1:.1f} ({100 * got / (n * peak1):.0f}%).")
         variants = [r for r in res["train"] if r["system"] == "ours"
                     and r["threads"] == ours_b["threads"]]
         by_v: dict[str, list[float]] = {}
@@ -432,6 +494,8 @@ def subcommand(argv: list[str]) -> None:
         res = {"gflops": matmul_gflops(int(args[0]))}
     elif what == "_train":
         res = measure_ours_train(args[0], int(args[1]), int(args[2]), int(args[3]), int(args[4]))
+    elif what == "_train_ddp":
+        res = measure_ours_ddp(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif what == "_decode":
         res = measure_ours_decode(args[0], int(args[1]), int(args[2]))
     else:
