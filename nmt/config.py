@@ -27,7 +27,9 @@ class DataConfig:
     vocab_size: int = 8000
     spm_model_type: str = "unigram"
     character_coverage: float = 1.0
-    spm_sample_size: int = 2_000_000     # sentences SentencePiece trains on (a random sample)
+    # Sentences SentencePiece trains on (a random sample of both sides); its memory grows with
+    # it, about 4 GB at a million sentences of 25 words.
+    spm_sample_size: int = 1_000_000
     max_len: int = 100                   # training pairs longer than this (pieces) are skipped
     train_limit: int = 0                 # >0: use only the first N training pairs
     valid_limit: int = 0                 # >0: validate on the first N validation pairs

@@ -1,7 +1,8 @@
 """Preprocessing a training corpus once: validate, train SentencePiece, encode to disk.
 
-The result lives in `data.cache_dir` and is memory-mapped by training, so a corpus of millions of
-pairs costs neither the text nor Python lists in memory, and a second start reads no text:
+The result lives in `data.cache_dir`; training memory-maps the offsets and reads a batch's
+sentences from the id files (see IdsFile), so a corpus of millions of pairs costs neither the
+text nor Python lists in memory, and a second start reads no text:
 
     digests.json        file path, size and mtime -> SHA-256 of its bytes (the content key
                         without reading the file again)
@@ -110,9 +111,41 @@ def load(folder: Path, spm_path: Path) -> Corpus:
     if hashlib.sha256(tok.proto).hexdigest() != info["tokenizer_sha256"]:
         raise corpus.CorpusError(f"{spm_path} is not the tokenizer {folder} was encoded with; "
                                  "delete both to rebuild them")
-    arrays = [np.load(folder / f"{name}.npy", mmap_mode="r") for name in SIDES]
+    arrays = [IdsFile(folder / f"{name}.npy") if name.endswith("ids")
+              else np.load(folder / f"{name}.npy", mmap_mode="r") for name in SIDES]
     log.info("encoded corpus from cache: %s", folder)
     return Corpus(tok, Encoded(*arrays), info, folder)
+
+
+class IdsFile:
+    """A flat .npy id array on disk, read a slice (a sentence) at a time with pread.
+
+    Not memory-mapped like the offsets: Linux maps the whole page-cache folio (up to 2 MB)
+    around every read through a file mapping, so random sentence reads soon count the whole
+    file in the process's resident memory; pread copies just the sentence.
+    """
+
+    def __init__(self, path: Path):
+        header = np.load(path, mmap_mode="r")  # checks the header; where the data starts
+        self.path, self.dtype, self.length = path, header.dtype, len(header)
+        self.start = header.offset
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, span: slice) -> np.ndarray:
+        a, b = int(span.start), int(span.stop)
+        size = self.dtype.itemsize
+        return np.frombuffer(os.pread(self.fd, (b - a) * size, self.start + a * size),
+                             self.dtype)
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        return np.asarray(np.load(self.path, mmap_mode="r"), dtype=dtype)
+
+    def __del__(self) -> None:
+        if hasattr(self, "fd"):
+            os.close(self.fd)
 
 
 def _sample_stream(src: Path, tgt: Path, limit: int) -> Iterator[str]:

@@ -42,11 +42,11 @@ class Tokenizer:
 
 def train_or_load(lines: Iterable[str], key: str, cache_dir: str | os.PathLike,
                   vocab_size: int, model_type: str = "unigram", character_coverage: float = 1.0,
-                  sample_size: int = 2_000_000, seed: int = 1) -> Tokenizer:
+                  sample_size: int = 1_000_000) -> Tokenizer:
     """Train a joint model on `lines` unless `cache_dir/spm-<key>.model` exists.
 
     `lines` is read once as a stream (a generator over files keeps memory flat); SentencePiece
-    keeps a uniform random sample of `sample_size` sentences, drawn with `seed`.
+    keeps a random sample of `sample_size` sentences (the same sample for the same stream).
     """
     path = Path(cache_dir) / f"spm-{key}.model"
     if path.is_file():
@@ -64,7 +64,6 @@ def train_or_load(lines: Iterable[str], key: str, cache_dir: str | os.PathLike,
             failure.append(err)
             raise
 
-    spm.set_random_generator_seed(seed)
     try:
         _train(sentences(), proto, vocab_size, model_type, character_coverage, sample_size)
     except RuntimeError:
