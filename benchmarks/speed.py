@@ -160,6 +160,29 @@ def measure_ours_decode(checkpoint: str, beam: int, threads: int) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
+def count_ours_decode_flops(checkpoint: str, beam: int) -> dict:
+    """Model FLOPs of decoding test_2016_flickr (counted once, untimed: the counter is slow)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nmt import checkpoint as ckpt_io
+    from nmt.data.tokenizer import Tokenizer
+    from nmt.model.seq2seq import build_model
+    from nmt.translate import SearchOptions, translate
+
+    torch.set_num_threads(1)
+    ckpt = ckpt_io.load(checkpoint)
+    tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
+    model = build_model(ckpt["config"]["model"], ckpt["config"]["attention"], len(tok))
+    model.load_state_dict(ckpt["model"])
+    opts = SearchOptions(beam_size=beam, max_len_ratio=1.5, max_len_offset=0,
+                         batch_tokens=DECODE_BATCH)
+    with FlopCounterMode(display=False) as counter:
+        translate(model, tok, read_lines(DATA / "test_2016_flickr.en.gz"), opts,
+                  torch.device("cpu"))
+    return {"beam": beam, "flops": counter.get_total_flops()}
+
+
 def read_lines(path: Path) -> list[str]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return f.read().split("\n")[:-1]
@@ -363,6 +386,8 @@ def main() -> None:
 
     if "decode" in parts:
         ckpt = decode_model(a.decode_model_minutes, a.batch_tokens)
+        result["decode_flops"] = {b: run_json(self_cmd("_decode_flops", ckpt, b))["flops"]
+                                  for b in (1, 5)}
         for beam in (1, 5):
             for t in threads:
                 systems = ["ours", "joey"] if joey else ["ours"]
@@ -434,6 +459,7 @@ def report(res: dict) -> str:
         lines.append(f"| training tok/s (bahdanau) | {t} | "
                      f"{fmt(statistics.median(r['tokens_per_s'] for r in o))} | {j_text} | "
                      + (f"{statistics.median(ratios):.2f}x |" if ratios else "- |"))
+    notes: list[str] = []
     for beam in (1, 5):
         for t in sorted({r["threads"] for r in res["decode"]}):
             o = [r for r in res["decode"] if r["system"] == "ours" and r["beam"] == beam
@@ -443,11 +469,23 @@ def report(res: dict) -> str:
             if not o:
                 continue
             name = "greedy" if beam == 1 else f"beam {beam}"
+            flops = res.get("decode_flops", {})
+            flops = flops.get(beam) or flops.get(str(beam))
+            if flops:
+                peak = res["matmul_gflops"].get(t) or res["matmul_gflops"].get(str(t))
+                got = flops / o[0]["seconds"] / 1e9
+                notes.append(f"{name}, {t} thread(s): {flops / 1e12:.2f} TFLOP counted, "
+                             f"{got:.1f} GFLOP/s ({100 * got / peak:.0f}% of the matmul's "
+                             f"{peak:.1f}); at the matmul's rate it would take "
+                             f"{flops / peak / 1e9:.1f} s instead of {o[0]['seconds']:.1f} s.")
             ratio = (f"{o[0]['sentences_per_s'] / j[0]['sentences_per_s']:.2f}x" if j else "-")
             lines.append(f"| decoding sent/s, {name} | {t} | {o[0]['sentences_per_s']:.1f} "
                          f"(BLEU {o[0]['bleu']:.1f}) | "
                          + (f"{j[0]['sentences_per_s']:.1f} (BLEU {j[0]['bleu']:.1f})"
                             if j else "-") + f" | {ratio} |")
+    if notes:
+        lines += ["", "Decoding FLOPs (model arithmetic, counted by FlopCounterMode):"]
+        lines += [f"- {n}" for n in notes]
     rss = {}
     for r in res["train"] + res["decode"]:
         key = (r["system"], "train" if "tokens_per_s" in r else f"beam {r['beam']}")
@@ -496,6 +534,8 @@ def subcommand(argv: list[str]) -> None:
         res = measure_ours_train(args[0], int(args[1]), int(args[2]), int(args[3]), int(args[4]))
     elif what == "_train_ddp":
         res = measure_ours_ddp(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif what == "_decode_flops":
+        res = count_ours_decode_flops(args[0], int(args[1]))
     elif what == "_decode":
         res = measure_ours_decode(args[0], int(args[1]), int(args[2]))
     else:
