@@ -193,6 +193,13 @@ def fmt(x: object, digits: int = 2) -> str:
     return "" if x is None else str(x)
 
 
+def spread(row: dict, key: str) -> str:
+    """Mean ± std over seeds; the std only where there are several seeds."""
+    if "," in row["seeds"]:
+        return f"{row[key]:.2f} ± {row[key + '_std']:.2f}"
+    return f"{row[key]:.2f}"
+
+
 def markdown_table(rows: list[dict], test_sets: list[str], baseline: str) -> str:
     head = ["variant", "status", "seeds"]
     for name in test_sets:
@@ -204,10 +211,8 @@ def markdown_table(rows: list[dict], test_sets: list[str], baseline: str) -> str
         for name in test_sets:
             if f"{name}.bleu" in r:
                 ci = r[f"{name}.bleu_ci"]
-                cells += [f"{r[f'{name}.bleu']:.2f} ± {r[f'{name}.bleu_std']:.2f}",
-                          f"[{ci[0]:.1f}, {ci[1]:.1f}]",
-                          fmt(r.get(f"{name}.p_vs_{baseline}"), 4),
-                          f"{r[f'{name}.chrf']:.2f} ± {r[f'{name}.chrf_std']:.2f}"]
+                cells += [spread(r, f"{name}.bleu"), f"[{ci[0]:.1f}, {ci[1]:.1f}]",
+                          fmt(r.get(f"{name}.p_vs_{baseline}"), 4), spread(r, f"{name}.chrf")]
             else:
                 cells += ["", "", "", ""]
         dec = [r.get(f"{n}.decode_sent_per_s") for n in test_sets]
