@@ -144,7 +144,8 @@ def measure_ours_decode(checkpoint: str, beam: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     ckpt = ckpt_io.load(checkpoint)
     tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
-    model = build_model(ckpt["config"]["model"], ckpt["config"]["attention"], len(tok))
+    model = build_model(ckpt["config"]["model"], ckpt["config"]["attention"], len(tok),
+                        ckpt["config"].get("decoder"))
     model.load_state_dict(ckpt["model"])
     src = read_lines(DATA / "test_2016_flickr.en.gz")
     ref = read_lines(DATA / "test_2016_flickr.de.gz")
@@ -173,7 +174,8 @@ def count_ours_decode_flops(checkpoint: str, beam: int) -> dict:
     torch.set_num_threads(1)
     ckpt = ckpt_io.load(checkpoint)
     tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
-    model = build_model(ckpt["config"]["model"], ckpt["config"]["attention"], len(tok))
+    model = build_model(ckpt["config"]["model"], ckpt["config"]["attention"], len(tok),
+                        ckpt["config"].get("decoder"))
     model.load_state_dict(ckpt["model"])
     opts = SearchOptions(beam_size=beam, max_len_ratio=1.5, max_len_offset=0,
                          batch_tokens=DECODE_BATCH)

@@ -63,6 +63,18 @@ class AttentionConfig:
     smoothing: bool = False              # location: sigmoid normalization instead of softmax
     conv_bias: bool = True
     energy_bias: bool = True
+    score: str = "general"               # local_m/local_p content score: general|dot|concat
+    window: int = 10                     # local_m/local_p: half-width D (sigma = D/2)
+    heads: int = 4                       # multihead: H (divides both sizes)
+    mixtures: int = 5                    # gmm: K
+    sigma_min: float = 0.01              # gmm: smallest component width
+
+
+@dataclass
+class DecoderConfig:
+    name: str = "luong"                  # luong: query s_t, input feeding, tanh(W_c [c; s])
+    #                                      bahdanau: query s_{t-1}, context into the GRU, maxout
+    readout_size: int = 0                # bahdanau: maxout output size l (0: hidden_size / 2)
 
 
 @dataclass
@@ -102,6 +114,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
 

@@ -154,7 +154,7 @@ class Trainer:
                                                                       cfg.threads or -1))
         torch.manual_seed(cfg.seed)
         self.model = build_model(asdict(cfg.model), asdict(cfg.attention),
-                                 len(self.data.tokenizer)).to(self.device)
+                                 len(self.data.tokenizer), asdict(cfg.decoder)).to(self.device)
         self.step_model = self.dist.wrap(self.model)
         if self.dist.rank:  # the same weights (seeded above), but dropout masks of its own
             torch.manual_seed(cfg.seed + 100_003 * self.dist.rank)
@@ -166,8 +166,8 @@ class Trainer:
         self.progress = Progress()
         self.stop_requested = False
         n_params = sum(p.numel() for p in self.model.parameters())
-        log.info("model: %s attention, %.2fM parameters, device %s", cfg.attention.name,
-                 n_params / 1e6, self.device)
+        log.info("model: %s attention, %s decoder, %.2fM parameters, device %s",
+                 cfg.attention.name, cfg.decoder.name, n_params / 1e6, self.device)
 
     # ---- checkpoints -------------------------------------------------------------------
     def checkpoint_dict(self, with_training_state: bool) -> dict:

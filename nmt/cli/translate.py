@@ -31,7 +31,7 @@ def load_model(path: str | Path, device: torch.device) -> tuple[Seq2Seq, Tokeniz
     ckpt = checkpoint.load(path, device)
     cfg = ckpt["config"]
     tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
-    model = build_model(cfg["model"], cfg["attention"], len(tok))
+    model = build_model(cfg["model"], cfg["attention"], len(tok), cfg.get("decoder"))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:

@@ -31,7 +31,7 @@ class ModelSpec:
 
 class Seq2Seq(nn.Module):
     def __init__(self, spec: ModelSpec, attention: str, attention_options: dict | None = None,
-                 pad_id: int = 0):
+                 pad_id: int = 0, decoder: dict | None = None):
         super().__init__()
         self.spec = spec
         self.pad_id = pad_id
@@ -87,8 +87,9 @@ class Seq2Seq(nn.Module):
         return F.log_softmax(self.output(out).float(), dim=-1), alpha, state
 
 
-def build_model(model_cfg: dict, attention_cfg: dict, vocab_size: int) -> Seq2Seq:
-    """A model from plain config dicts (as stored in checkpoints)."""
+def build_model(model_cfg: dict, attention_cfg: dict, vocab_size: int,
+                decoder_cfg: dict | None = None) -> Seq2Seq:
+    """A model from plain config dicts (as stored in checkpoints; None: the Luong decoder)."""
     options = {k: v for k, v in attention_cfg.items() if k != "name"}
     spec = ModelSpec(vocab_size=vocab_size, **model_cfg)
-    return Seq2Seq(spec, attention_cfg["name"], options)
+    return Seq2Seq(spec, attention_cfg["name"], options, decoder=dict(decoder_cfg or {}))
