@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from nmt.attention.additive import Bahdanau, LuongConcat, NormedBahdanau
 from nmt.attention.base import Attention, Memory, masked_softmax
+from nmt.attention.gmm import GMM
+from nmt.attention.local import LocalM, LocalP
 from nmt.attention.location import Location
 from nmt.attention.monotonic import Monotonic
+from nmt.attention.multihead import MultiHead
 from nmt.attention.multiplicative import (
     AttentionConfigError,
     LuongDot,
@@ -38,6 +41,10 @@ REGISTRY: dict[str, type[Attention]] = {
     "monotonic_bahdanau": MonotonicBahdanau,
     "monotonic_luong": MonotonicLuong,
     "location": Location,
+    "local_m": LocalM,
+    "local_p": LocalP,
+    "multihead": MultiHead,
+    "gmm": GMM,
 }
 for _name, _cls in REGISTRY.items():
     if "name" not in _cls.__dict__:

@@ -43,6 +43,8 @@ class Attention(nn.Module):
     forward(query, mem, state, hard)     -> (context [B, D_m], alpha [B, S], state')
     """
 
+    sums_to_one = True   # alpha is a distribution (False: sums to at most 1, or unnormalised)
+
     def __init__(self, query_size: int, memory_size: int):
         super().__init__()
         self.query_size = query_size

@@ -17,6 +17,7 @@ from nmt.attention.additive import AdditiveScore
 from nmt.attention.base import Attention, Memory, at_least_fp32, context, glorot_
 
 MODES = ("log_matrix", "parallel", "recursive", "hard")
+BARRIER = 1000.0   # a log(1 - p) below -BARRIER stops all mass (exp(-1000) == 0 in float64)
 
 
 def excl_cumsum(x: Tensor) -> Tensor:
@@ -45,15 +46,23 @@ def mono_parallel(p: Tensor, prev: Tensor) -> Tensor:
 
 
 def mono_log_matrix(e: Tensor, prev: Tensor) -> Tensor:
-    """Exact and parallel over S: alpha_j = p_j sum_{k<=j} prev_k exp(L_j - L_k), O(S^2)."""
-    log_not_p = -F.softplus(e)                      # log(1 - sigmoid(e)), -inf where e = +inf
-    log_not_p = torch.nan_to_num(log_not_p, neginf=-1e30)  # keep L finite so L_j - L_k is defined
-    L = excl_cumsum(log_not_p)                      # [B, S]
+    """Exact and parallel over S: alpha_j = p_j sum_{k<=j} prev_k exp(L_j - L_k), O(S^2).
+
+    A factor 1 - p_l that is exactly 0 (e_l = +inf), or so small that exp underflows anyway,
+    is a barrier: no mass crosses it. Barriers are counted apart from the finite log-factors,
+    so one of them cannot swamp the differences L_j - L_k of the finite ones (in floating point
+    -1e30 + x == -1e30), and the finite sums are taken in float64 for the same reason.
+    """
+    log_not_p = (-F.softplus(e)).double()           # log(1 - sigmoid(e)), -inf where e = +inf
+    barrier = log_not_p < -BARRIER                  # exp(-BARRIER) is 0 in float64
+    L = excl_cumsum(log_not_p.masked_fill(barrier, 0.0))           # [B, S]
+    n = excl_cumsum(barrier.double())               # barriers before each position
     diff = L.unsqueeze(1) - L.unsqueeze(2)          # [B, k, j] = L_j - L_k
+    blocked = n.unsqueeze(1) != n.unsqueeze(2)      # a barrier between k and j
     S = e.shape[1]
-    upper = torch.ones(S, S, dtype=torch.bool, device=e.device).triu()  # k <= j
+    lower = torch.ones(S, S, dtype=torch.bool, device=e.device).tril(-1)  # k > j
     # Mask the exponent, not the result: exp(+large) would be inf and its gradient NaN.
-    weights = torch.exp(diff.masked_fill(~upper, float("-inf")))
+    weights = torch.exp(diff.masked_fill(blocked | lower, float("-inf"))).to(prev.dtype)
     return torch.sigmoid(e) * torch.bmm(prev.unsqueeze(1), weights).squeeze(1)
 
 
@@ -69,6 +78,8 @@ class Monotonic(Attention):
     mode: how the expected alignment is computed in training (log_matrix, parallel, recursive,
     or hard); decoding (`hard=True` from the search) always uses the hard process.
     """
+
+    sums_to_one = False
 
     def __init__(self, query_size: int, memory_size: int, flavour: str = "bahdanau",
                  units: int = 0, normalize: bool = False, scale: bool = False,

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from nmt.attention import Memory, build_attention
 from nmt.attention.base import at_least_fp32
-from nmt.model.decoder import Decoder, DecoderState
+from nmt.model.decoder import DECODERS, BahdanauDecoder, DecoderState, LuongDecoder
 from nmt.model.encoder import Encoder
 from nmt.model.loss import smoothed_cross_entropy
 
@@ -40,14 +40,25 @@ class Seq2Seq(nn.Module):
                                spec.bidirectional, spec.dropout, pad_id)
         attn = build_attention(attention, spec.hidden_size, self.encoder.output_size,
                                **(attention_options or {}))
-        self.decoder = Decoder(spec.vocab_size, spec.emb_size, spec.hidden_size, spec.dec_layers,
-                               spec.dropout, attn, spec.input_feeding, pad_id)
+        decoder = {"name": "luong", **(decoder or {})}
+        self.decoder_name = decoder["name"]
+        if self.decoder_name == "luong":
+            self.decoder = LuongDecoder(spec.vocab_size, spec.emb_size, spec.hidden_size,
+                                        spec.dec_layers, spec.dropout, attn, spec.input_feeding,
+                                        pad_id)
+        elif self.decoder_name == "bahdanau":
+            self.decoder = BahdanauDecoder(spec.vocab_size, spec.emb_size, spec.hidden_size,
+                                           spec.dec_layers, spec.dropout, attn,
+                                           decoder.get("readout_size", 0), pad_id)
+        else:
+            raise ValueError(f"decoder.name={self.decoder_name!r} is unknown; valid names: "
+                             f"{', '.join(DECODERS)}")
         # Bridge: decoder layer l starts from tanh(W_b [final fwd; final bwd] of encoder layer).
         self.bridge = nn.Linear(self.encoder.output_size, spec.hidden_size)
-        self.output = nn.Linear(spec.hidden_size, spec.vocab_size)
+        self.output = nn.Linear(self.decoder.out_size, spec.vocab_size)
         if spec.tie_embeddings:
             self.decoder.embed.weight = self.encoder.embed.weight
-            if spec.emb_size == spec.hidden_size:
+            if spec.emb_size == self.decoder.out_size:
                 self.output.weight = self.decoder.embed.weight
 
     def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:
