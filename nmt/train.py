@@ -289,7 +289,8 @@ class Trainer:
         for i, h in enumerate(hyps):
             if h.alignment is not None:
                 heatmap(h.alignment, h.src_pieces, h.tgt_pieces, out_dir / f"{i}.png",
-                        title=f"{self.cfg.attention.name}, step {self.progress.step}")
+                        title=f"{self.cfg.attention.name} ({self.cfg.decoder.name} decoder), "
+                              f"step {self.progress.step}")
 
     # ---- training ----------------------------------------------------------------------
     def train_step(self, idx) -> tuple[float, int]:
