@@ -73,9 +73,13 @@ def load_run(path: Path) -> Run:
     if best.is_file():
         config = checkpoint.load(best)["config"]  # resolved, as trained
     label = config.get("attention", {}).get("name", path.name)
+    decoder = config.get("decoder", {}).get("name", "luong")
     choices = path / ".hydra" / "hydra.yaml"
     if choices.is_file():
-        label = OmegaConf.load(choices).hydra.runtime.choices.get("attention", label)
+        picked = OmegaConf.load(choices).hydra.runtime.choices
+        label, decoder = picked.get("attention", label), picked.get("decoder", decoder)
+    if decoder != "luong":  # the default decoder keeps the plain names (and baselines)
+        label = f"{label}/{decoder}-dec"
     run = Run(path, str(label), int(config.get("seed", 0)), "unfinished", config=config)
     if (path / "metrics.jsonl").is_file():
         run.metrics = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()

@@ -54,6 +54,12 @@ def test_compare_a_sweep(multi30k, tmp_path):
     (broken / ".hydra" / "hydra.yaml").write_text(
         (broken / ".hydra" / "hydra.yaml").read_text().replace("attention: bahdanau",
                                                                "attention: location"))
+    # A run of the Bahdanau decoder is its own variant; the Luong decoder keeps plain names.
+    other = sweep / "3_bahdanau_bahdanau_seed1"
+    shutil.copytree(runs[0], other)
+    hydra_yaml = other / ".hydra" / "hydra.yaml"
+    assert "decoder: luong" in hydra_yaml.read_text()
+    hydra_yaml.write_text(hydra_yaml.read_text().replace("decoder: luong", "decoder: bahdanau"))
     out = tmp_path / "cmp"
     res = subprocess.run(
         [sys.executable, "-m", "nmt.cli.compare", f"runs={sweep}", f"output_dir={out}",
@@ -66,7 +72,7 @@ def test_compare_a_sweep(multi30k, tmp_path):
         assert (out / name).is_file(), name
     assert matplotlib.image.imread(out / "bleu.png").ndim == 3
     rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
-    assert set(rows) == {"bahdanau", "luong_general", "location"}
+    assert set(rows) == {"bahdanau", "luong_general", "location", "bahdanau/bahdanau-dec"}
     assert rows["location"]["status"].startswith("seed 1: unfinished")
     assert rows["bahdanau"]["status"] == "finished"
     assert rows["bahdanau"]["test_2016_flickr.p_vs_bahdanau"] == 1.0
