@@ -6,8 +6,10 @@ of target positions whose argmax teacher-forced alignment (eval mode) hits the t
 position, and the share of sentences decoded exactly (greedy; hard monotonic for monotonic).
 
     python benchmarks/alignment.py [--steps 400] [--variants bahdanau,location ...]
+                                   [--decoders luong,bahdanau]
 
-Prints a table and writes benchmarks/results/alignment.json.
+Prints a table and writes benchmarks/results/alignment.json (rows of earlier runs for other
+variant/task/decoder combinations are kept).
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ def tensors(srcs, tgts):
     return src, src_len, tgt_in, tgt_out
 
 
-def run_variant(label: str, task: str, steps: int, vocab: int = 24, seed: int = 1) -> dict:
+def run_variant(label: str, task: str, steps: int, decoder: str = "luong", vocab: int = 24,
+                seed: int = 1) -> dict:
     name = "location" if label.startswith("location") else label
     options = {**OPTIONS.get(name, {}), **VARIANTS[label]}
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = Seq2Seq(ModelSpec(vocab_size=vocab, emb_size=32, hidden_size=64, dropout=0.0),
-                    name, options)
+                    name, options, decoder={"name": decoder})
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     start = time.time()
     model.train()
@@ -87,7 +90,7 @@ def run_variant(label: str, task: str, steps: int, vocab: int = 24, seed: int = 
         total += n
     hyps = greedy(model, src, src_len)
     exact = sum(h[0].tokens == t for h, t in zip(hyps, tgts, strict=True)) / len(tgts)
-    return {"variant": label, "task": task, "alignment_accuracy": hits / total,
+    return {"variant": label, "task": task, "decoder": decoder, "alignment_accuracy": hits / total,
             "exact_match": exact, "train_seconds": train_s, "steps": steps}
 
 
@@ -96,25 +99,39 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--tasks", default="copy,reverse")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--decoders", default="luong")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/alignment.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    print(f"{'variant':20s} {'task':8s} {'align acc':>9s} {'exact':>6s} {'train s':>8s}")
-    for label in args.variants.split(","):
-        for task in args.tasks.split(","):
-            r = run_variant(label, task, args.steps)
-            rows.append(r)
-            print(f"{label:20s} {task:8s} {r['alignment_accuracy']:9.3f} {r['exact_match']:6.2f} "
-                  f"{r['train_seconds']:8.1f}", flush=True)
+    print(f"{'variant':20s} {'decoder':9s} {'task':8s} {'align acc':>9s} {'exact':>6s} "
+          f"{'train s':>8s}")
+    for decoder in args.decoders.split(","):
+        for label in args.variants.split(","):
+            for task in args.tasks.split(","):
+                r = run_variant(label, task, args.steps, decoder)
+                rows.append(r)
+                print(f"{label:20s} {decoder:9s} {task:8s} {r['alignment_accuracy']:9.3f} "
+                      f"{r['exact_match']:6.2f} {r['train_seconds']:8.1f}", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
+    for r in rows:
+        r["commit"] = commit
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"commit": commit, "machine": platform.processor() or
-                               platform.machine(), "threads": args.threads,
-                               "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
+    old = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+
+    def key(r: dict) -> tuple:
+        return r["variant"], r["task"], r.get("decoder", "luong")
+
+    new_keys = {key(r) for r in rows}
+    for r in old["rows"]:
+        r.setdefault("commit", old.get("commit"))   # rows of files written before per-row commits
+    kept = [r for r in old["rows"] if key(r) not in new_keys]
+    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
+                               "threads": args.threads, "date": time.strftime("%Y-%m-%d"),
+                               "rows": kept + rows}, indent=1))
 
 
 if __name__ == "__main__":
