@@ -42,7 +42,9 @@ DATA = Path(os.environ.get("NMT_DATA", ROOT.parent / "shared" / "data" / "multi3
 DECODE_BATCH = 4000   # tokens per decoding batch, both systems (our default)
 VARIANTS = ["bahdanau", "normed_bahdanau", "luong_dot", "luong_general", "luong_concat",
             "scaled_luong", "scaled_dot", "monotonic_bahdanau", "monotonic_luong", "location",
-            "location_smooth"]
+            "location_smooth", "local_m", "local_p", "multihead", "gmm"]
+# ATTENTION@DECODER measures a mechanism in another decoder, e.g. bahdanau@bahdanau.
+BAHDANAU_DECODER = [f"{v}@bahdanau" for v in VARIANTS]
 
 
 # ---- helpers run in subprocesses (one measurement per process) ------------------------------
@@ -59,8 +61,10 @@ def train_config(variant: str, batch_tokens: int, threads: int, extra: list[str]
     from nmt.config import TrainConfig
 
     register_schemas()
-    overrides = [f"attention={variant}", "model=base", f"data.root={DATA}", "data.download=false",
-                 "data.test=[]", f"data.cache_dir={WORK / 'cache'}", f"threads={threads}",
+    attention, _, decoder = variant.partition("@")
+    overrides = [f"attention={attention}", f"decoder={decoder or 'luong'}", "model=base",
+                 f"data.root={DATA}", "data.download=false", "data.test=[]",
+                 f"data.cache_dir={WORK / 'cache'}", f"threads={threads}",
                  f"train.batch_tokens={batch_tokens}", "device=cpu", *(extra or [])]
     with initialize_config_module("nmt.configs", version_base=None):
         cfg = compose("train", overrides=overrides)
@@ -317,7 +321,8 @@ def fmt(x: float, digits: int = 0) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="train,decode", help="train,decode")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS + BAHDANAU_DECODER),
+                    help="attention names; NAME@bahdanau for the Bahdanau decoder")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=10)
