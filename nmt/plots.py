@@ -93,3 +93,26 @@ def heatmap_grid(items: list[tuple[str, Tensor, list[str], list[str]]],
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def head_grid(heads: Tensor, src_pieces: list[str], tgt_pieces: list[str],
+              path: str | os.PathLike, title: str | None = None) -> None:
+    """heads [T, H, S]: one small heatmap per attention head, side by side."""
+    a = heads.float().numpy()
+    T, H, S = a.shape
+    fig, axes = plt.subplots(1, H, figsize=(H * max(2.5, 0.22 * S + 1), max(2.5, 0.2 * T + 1.2)),
+                             squeeze=False)
+    for h, ax in enumerate(axes[0]):
+        ax.imshow(a[:, h], cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",
+                  interpolation="nearest")
+        ax.set_title(f"head {h + 1}", fontsize=8)
+        ax.set_xticks(range(S))
+        ax.set_xticklabels(src_pieces[:S], rotation=90, fontsize=6)
+        ax.set_yticks(range(T))
+        ax.set_yticklabels(tgt_pieces[:T] if h == 0 else [], fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -18,6 +18,26 @@ class Hypothesis:
     score: float             # log-probability divided by the length penalty
     alignment: Tensor | None  # [output steps, source length incl. EOS]; last row is EOS if ended
     ended: bool = True       # False when cut at the maximum length (no EOS produced)
+    heads: Tensor | None = None  # [output steps, heads, source length]: multi-head mechanisms
+
+
+def alignment_record(model: Seq2Seq, alpha: Tensor, attn_state: Tensor | None) -> Tensor:
+    """What a step contributes to a hypothesis's alignments: alpha [B, S], or [B, 1 + H, S]
+    with the heads' own alignments after it when the mechanism has heads."""
+    heads = model.decoder.attention.head_alignments(attn_state)
+    alpha = alpha.float()
+    return alpha if heads is None else torch.cat([alpha.unsqueeze(1), heads.float()], dim=1)
+
+
+def hypothesis(tokens: list[int], score: float, record: Tensor | None, length: int,
+               ended: bool = True) -> Hypothesis:
+    """record: the steps' alignment records [T, S] or [T, 1 + H, S], cut to the source length."""
+    if record is None:
+        return Hypothesis(tokens, score, None, ended)
+    record = record[..., :length].cpu()
+    if record.dim() == 2:
+        return Hypothesis(tokens, score, record, ended)
+    return Hypothesis(tokens, score, record[:, 0], ended, record[:, 1:])
 
 
 def max_lengths(src_len: Tensor, ratio: float, offset: int) -> Tensor:
@@ -48,12 +68,14 @@ def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 
         t += 1
         logp, alpha, state = model.step_logprobs(tokens, state, mem)
         best, tokens = logp.max(dim=-1)
+        if alignments:
+            record = alignment_record(model, alpha, state.attn)
         finished = []
         for r, (b, tok, s) in enumerate(zip(rows.tolist(), tokens.tolist(), best.tolist(),
                                             strict=True)):
             scores[b] += s
             if alignments:
-                out_align[b].append(alpha[r])
+                out_align[b].append(record[r])
             if tok == EOS or t >= limit[b]:
                 finished.append(r)
                 ended[b] = tok == EOS
@@ -66,9 +88,8 @@ def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 
             rows, tokens = rows[idx], tokens[idx]
             state, mem = state.index_select(idx), mem.index_select(idx)
     lengths = src_len.tolist()
-    return [[Hypothesis(out_tokens[b], scores[b],
-                        torch.stack(out_align[b])[:, :lengths[b]].cpu() if alignments else None,
-                        ended[b])]
+    return [[hypothesis(out_tokens[b], scores[b],
+                        torch.stack(out_align[b]) if alignments else None, lengths[b], ended[b])]
             for b in range(B)]
 
 
@@ -112,7 +133,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 5
         src_row = (torch.arange(n, device=dev).unsqueeze(1) * k + beam)  # [n, 2k] flat rows
         is_eos = tok == EOS
         if alignments:
-            step_align = attn.float()
+            step_align = alignment_record(model, attn, state.attn)
         # Finish EOS candidates ranked within the first k.
         fin = (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist()
         for i, j in fin:
@@ -120,10 +141,10 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 5
             ys = hist[row].tolist()
             align = None
             if alignments:
-                align = torch.cat([hist_align[row], step_align[row:row + 1]])[:, :lengths[b]].cpu()
+                align = torch.cat([hist_align[row], step_align[row:row + 1]])
             if len(finished[b]) < k:
-                finished[b].append(Hypothesis(ys, float(top_s[i, j]) / length_penalty(t, alpha),
-                                              align))
+                finished[b].append(hypothesis(ys, float(top_s[i, j]) / length_penalty(t, alpha),
+                                              align, lengths[b]))
         # Keep the k best non-EOS candidates of each sentence (there are always at least k).
         rank = torch.arange(top_s.shape[1], device=dev).expand_as(top_s)
         order = (rank + is_eos.long() * top_s.shape[1]).argsort(dim=1)[:, :k]
@@ -146,10 +167,9 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 5
                     if not torch.isfinite(scores[i, j]):
                         continue
                     row = i * k + j
-                    align = hist_align[row][:, :lengths[b]].cpu() if alignments else None
-                    finished[b].append(Hypothesis(
+                    finished[b].append(hypothesis(
                         hist[row].tolist(), float(scores[i, j]) / length_penalty(t, alpha),
-                        align, ended=False))
+                        hist_align[row] if alignments else None, lengths[b], ended=False))
                 continue
             keep.append(i)
         if len(keep) < n:

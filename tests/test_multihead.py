@@ -50,3 +50,35 @@ def test_context_is_the_concatenated_heads_through_w_o():
 def test_heads_must_divide_both_sizes(q, m, which):
     with pytest.raises(AttentionConfigError, match=which):
         build_attention("multihead", q, m, heads=4)
+
+
+@pytest.mark.parametrize("decoder", ["luong", "bahdanau"])
+@pytest.mark.parametrize("beam", [1, 3])
+def test_search_returns_each_heads_alignment(decoder, beam):
+    from nmt.search import decode
+    from tests.test_attention import tiny_model, tiny_sources
+    model = tiny_model("multihead", decoder)
+    src, src_len = tiny_sources()
+    for (hyp,), n in zip(decode(model, src, src_len, beam_size=beam, alignments=True),
+                         src_len.tolist(), strict=True):
+        steps = len(hyp.tokens) + hyp.ended
+        assert hyp.heads.shape == (steps, model.decoder.attention.heads, n)
+        torch.testing.assert_close(hyp.heads.mean(1), hyp.alignment)
+
+
+def test_other_mechanisms_have_no_heads():
+    from nmt.search import decode
+    from tests.test_attention import tiny_model, tiny_sources
+    src, src_len = tiny_sources()
+    (hyp,), *_ = decode(tiny_model("bahdanau"), src, src_len, beam_size=2, alignments=True)
+    assert hyp.heads is None and hyp.alignment is not None
+
+
+def test_head_grid_draws_one_panel_per_head(tmp_path):
+    import matplotlib.image
+
+    from nmt.plots import head_grid
+    heads = torch.softmax(torch.randn(3, 4, 5), -1)
+    head_grid(heads, list("abcde"), ["x", "y", "</s>"], tmp_path / "h.png", title="sentence 1")
+    img = matplotlib.image.imread(tmp_path / "h.png")
+    assert img.ndim == 3 and img.shape[1] > 2 * img.shape[0]   # four panels side by side

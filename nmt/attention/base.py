@@ -67,6 +67,10 @@ class Attention(nn.Module):
                 hard: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
         raise NotImplementedError
 
+    def head_alignments(self, state: Tensor | None) -> Tensor | None:
+        """Per-head alignments [B, H, S] of the step that returned `state` (multi-head only)."""
+        return None
+
 
 def glorot_(weight: Tensor) -> Tensor:
     return nn.init.xavier_uniform_(weight)

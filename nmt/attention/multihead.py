@@ -55,3 +55,6 @@ class MultiHead(Attention):
         heads = (alpha.unsqueeze(2).to(values.dtype) @ values).squeeze(2)   # [B, H, d_v]
         ctx = self.output_layer(heads.reshape(B, H * self.d_v))
         return ctx, alpha.mean(dim=1), alpha
+
+    def head_alignments(self, state: Tensor | None) -> Tensor | None:
+        return state
