@@ -3,7 +3,7 @@ section 15. Location-relative and content-free: from the query alone,
     (w^, D^, s^) = MLP(q_i)                 one tanh layer, then linear to 3K
     w = softmax(w^),  D = softplus(D^),  sigma = softplus(s^) + sigma_min
     kappa_i = kappa_{i-1} + D               (kappa_{-1} = 0; the means only move forward)
-    alpha_i(j) = sum_k w_k N(j; kappa_ik, sigma_k^2)    j = 0..S-1, zero at padding, not renormalised
+    alpha_i(j) = sum_k w_k N(j; kappa_ik, sigma_k^2)   j = 0..S-1; 0 at padding; not renormalised
 """
 
 from __future__ import annotations

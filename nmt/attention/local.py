@@ -28,7 +28,7 @@ SCORES = ("general", "dot", "concat")
 
 
 class ContentScore(nn.Module):
-    """Luong's content scores: general q^T W_a h_j, dot q^T h_j, concat v^T tanh(W_1 q + W_2 h_j)."""
+    """Luong's scores: general q^T W_a h_j, dot q^T h_j, concat v^T tanh(W_1 q + W_2 h_j)."""
 
     def __init__(self, kind: str, query_size: int, memory_size: int, units: int, owner: str):
         super().__init__()
