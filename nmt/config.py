@@ -150,3 +150,11 @@ class CompareConfig:
     device: str = "auto"
     threads: int = 0
     search: SearchOptions = field(default_factory=SearchOptions)
+
+
+@dataclass
+class AverageConfig:
+    checkpoints: list[str] = field(default_factory=list)  # checkpoint files to average
+    run: str | None = None               # or: a run folder, averaging its newest step checkpoints
+    last: int = 5                        # with run: how many (see train.keep_last)
+    output: str = "???"                  # the averaged, self-contained checkpoint

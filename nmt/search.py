@@ -4,12 +4,18 @@ does not depend on which others share its batch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from torch import Tensor
 
 from nmt.data.tokenizer import BOS, EOS
 from nmt.model.seq2seq import Seq2Seq
+
+if TYPE_CHECKING:
+    from nmt.ensemble import Ensemble
+
+Decodable = Union[Seq2Seq, "Ensemble"]   # what the search decodes with
 
 
 @dataclass
@@ -21,10 +27,10 @@ class Hypothesis:
     heads: Tensor | None = None  # [output steps, heads, source length]: multi-head mechanisms
 
 
-def alignment_record(model: Seq2Seq, alpha: Tensor, attn_state: Tensor | None) -> Tensor:
+def alignment_record(model: Decodable, alpha: Tensor, state: Any) -> Tensor:
     """What a step contributes to a hypothesis's alignments: alpha [B, S], or [B, 1 + H, S]
     with the heads' own alignments after it when the mechanism has heads."""
-    heads = model.decoder.attention.head_alignments(attn_state)
+    heads = model.head_alignments(state)
     alpha = alpha.float()
     return alpha if heads is None else torch.cat([alpha.unsqueeze(1), heads.float()], dim=1)
 
@@ -50,7 +56,7 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 @torch.inference_mode()
-def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 1.5,
+def greedy(model: Decodable, src: Tensor, src_len: Tensor, max_len_ratio: float = 1.5,
            max_len_offset: int = 10, alignments: bool = False) -> list[list[Hypothesis]]:
     """Argmax decoding of a batch. Returns one hypothesis per sentence."""
     model.eval()
@@ -69,7 +75,7 @@ def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 
         logp, alpha, state = model.step_logprobs(tokens, state, mem)
         best, tokens = logp.max(dim=-1)
         if alignments:
-            record = alignment_record(model, alpha, state.attn)
+            record = alignment_record(model, alpha, state)
         finished = []
         for r, (b, tok, s) in enumerate(zip(rows.tolist(), tokens.tolist(), best.tolist(),
                                             strict=True)):
@@ -94,7 +100,7 @@ def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 
 
 
 @torch.inference_mode()
-def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 5,
+def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int = 5,
                 alpha: float = 0.6, nbest: int = 1, max_len_ratio: float = 1.5,
                 max_len_offset: int = 10, alignments: bool = False) -> list[list[Hypothesis]]:
     """Beam search over a batch (beams flattened into the batch axis).
@@ -133,7 +139,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 5
         src_row = (torch.arange(n, device=dev).unsqueeze(1) * k + beam)  # [n, 2k] flat rows
         is_eos = tok == EOS
         if alignments:
-            step_align = alignment_record(model, attn, state.attn)
+            step_align = alignment_record(model, attn, state)
         # Finish EOS candidates ranked within the first k.
         fin = (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist()
         for i, j in fin:
@@ -183,7 +189,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 5
     return [sorted(f, key=lambda h: -h.score)[:nbest] for f in finished]
 
 
-def decode(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int = 1, alpha: float = 0.6,
+def decode(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int = 1, alpha: float = 0.6,
            nbest: int = 1, max_len_ratio: float = 1.5, max_len_offset: int = 10,
            alignments: bool = False) -> list[list[Hypothesis]]:
     """Greedy when beam_size == 1 (and nbest == 1), beam search otherwise."""

@@ -14,7 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.attention import AttentionConfigError
 from nmt.checkpoint import CheckpointError
-from nmt.config import CompareConfig, PreprocessConfig, TrainConfig, TranslateConfig
+from nmt.config import (
+    AverageConfig,
+    CompareConfig,
+    PreprocessConfig,
+    TrainConfig,
+    TranslateConfig,
+)
 from nmt.data.corpus import CorpusError
 
 T = TypeVar("T")
@@ -27,6 +33,7 @@ def register_schemas() -> None:
     cs.store(name="translate_schema", node=TranslateConfig)
     cs.store(name="compare_schema", node=CompareConfig)
     cs.store(name="preprocess_schema", node=PreprocessConfig)
+    cs.store(name="average_schema", node=AverageConfig)
 
 
 def to_object(cfg: DictConfig, cls: type[T]) -> T:

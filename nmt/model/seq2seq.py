@@ -90,6 +90,10 @@ class Seq2Seq(nn.Module):
         loss, nll = smoothed_cross_entropy(logits, tgt_out[real], label_smoothing)
         return loss.sum(), nll.sum()
 
+    def head_alignments(self, state: DecoderState) -> Tensor | None:
+        """Per-head alignments [B, H, S] of the last step, for multi-head mechanisms."""
+        return self.decoder.attention.head_alignments(state.attn)
+
     def step_logprobs(self, tokens: Tensor, state: DecoderState, mem: Memory, hard: bool = True
                       ) -> tuple[Tensor, Tensor, DecoderState]:
         """One decoding step: tokens [B] -> log-probs [B, V], alignment [B, S], new state."""

@@ -1,0 +1,41 @@
+"""nmt-average: average the weights of several checkpoints of one run into a new checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from nmt import checkpoint
+from nmt.average import average_checkpoints, step_checkpoints
+from nmt.cli.common import register_schemas, to_object, user_errors
+from nmt.config import AverageConfig
+
+log = logging.getLogger("nmt")
+register_schemas()
+
+
+@user_errors
+def average_main(cfg: DictConfig) -> None:
+    conf = to_object(cfg, AverageConfig)
+    paths = list(conf.checkpoints)
+    if conf.run:
+        if paths:
+            raise ValueError("give either checkpoints=[...] or run=RUN_DIR, not both")
+        paths = [str(p) for p in step_checkpoints(Path(conf.run))[-conf.last:]]
+        if not paths:
+            raise FileNotFoundError(f"{conf.run}/checkpoints holds no step<k>.pt checkpoints "
+                                    "(train with train.keep_last=N to keep them)")
+    checkpoint.save(average_checkpoints(paths), conf.output)
+    log.info("averaged %d checkpoints into %s: %s", len(paths), conf.output, ", ".join(paths))
+
+
+@hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="average")
+def main(cfg: DictConfig) -> None:
+    average_main(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Ensembles: several models decode as one, each step's log-probabilities averaged.
+
+`Ensemble` offers what the search uses of a model (encode, step_logprobs, head_alignments), with
+the models' memories and states side by side in an `EnsembleState`, so greedy and beam search
+run unchanged: beam search reorders every model's state with the same back-pointers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from nmt.model.seq2seq import Seq2Seq
+
+
+class EnsembleState(NamedTuple):
+    """One memory or decoder state per model; reordered together."""
+
+    parts: tuple[Any, ...]
+
+    def index_select(self, index: Tensor) -> EnsembleState:
+        return EnsembleState(tuple(p.index_select(index) for p in self.parts))
+
+
+class Ensemble(nn.Module):
+    def __init__(self, models: Sequence[Seq2Seq]):
+        super().__init__()
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        sizes = {m.spec.vocab_size for m in models}
+        if len(sizes) > 1:
+            raise ValueError(f"ensemble models have different vocabulary sizes: {sorted(sizes)}")
+        self.models = nn.ModuleList(models)
+        self.spec = models[0].spec
+        self.pad_id = models[0].pad_id
+
+    def encode(self, src: Tensor, src_len: Tensor) -> tuple[EnsembleState, EnsembleState]:
+        pairs = [m.encode(src, src_len) for m in self.models]
+        return (EnsembleState(tuple(mem for mem, _ in pairs)),
+                EnsembleState(tuple(state for _, state in pairs)))
+
+    def step_logprobs(self, tokens: Tensor, state: EnsembleState, mem: EnsembleState,
+                      hard: bool = True) -> tuple[Tensor, Tensor, EnsembleState]:
+        """The mean of the models' log-probabilities [B, V] and alignments [B, S]."""
+        outs = [m.step_logprobs(tokens, s, me, hard)
+                for m, s, me in zip(self.models, state.parts, mem.parts, strict=True)]
+        if len(outs) == 1:
+            return outs[0][0], outs[0][1], EnsembleState((outs[0][2],))
+        logp = torch.stack([o[0] for o in outs]).mean(dim=0)
+        alpha = torch.stack([o[1].float() for o in outs]).mean(dim=0)
+        return logp, alpha, EnsembleState(tuple(o[2] for o in outs))
+
+    def head_alignments(self, state: EnsembleState) -> Tensor | None:
+        """The models' per-head alignments side by side [B, sum of H, S], where all have heads."""
+        heads = [m.head_alignments(s) for m, s in zip(self.models, state.parts, strict=True)]
+        if any(h is None for h in heads):
+            return None
+        return torch.cat([h.float() for h in heads], dim=1)

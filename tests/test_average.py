@@ -1,0 +1,75 @@
+"""Checkpoint averaging: the mean of the weights, checked inputs, and the nmt-average command."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nmt import checkpoint
+from nmt.average import average_checkpoints, step_checkpoints
+from nmt.checkpoint import CheckpointError
+from tests.test_attention import tiny_model
+
+CONFIG = {"model": {"emb_size": 8}, "attention": {"name": "bahdanau"},
+          "decoder": {"name": "luong"}}
+
+
+def save(path, seed, tokenizer=b"spm", step=1, config=CONFIG):
+    torch.manual_seed(seed)
+    model = tiny_model("bahdanau")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    checkpoint.save({"model": model.state_dict(), "config": config, "progress": {"step": step},
+                     "tokenizer": torch.frombuffer(bytearray(tokenizer), dtype=torch.uint8)},
+                    path)
+    return model.state_dict()
+
+
+def test_average_of_identical_checkpoints_is_the_checkpoint(tmp_path):
+    weights = save(tmp_path / "a.pt", 1)
+    avg = average_checkpoints([tmp_path / "a.pt"] * 3)
+    for k, v in weights.items():
+        assert torch.equal(avg["model"][k], v), k
+
+
+def test_average_is_the_elementwise_mean_and_keeps_the_last_progress(tmp_path):
+    a = save(tmp_path / "a.pt", 1, step=10)
+    b = save(tmp_path / "b.pt", 2, step=20)
+    avg = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    for k in a:
+        torch.testing.assert_close(avg["model"][k], (a[k] + b[k]) / 2)
+    assert avg["progress"]["step"] == 20 and avg["config"] == CONFIG
+    assert "optimizer" not in avg
+
+
+def test_other_vocabulary_or_model_is_refused(tmp_path):
+    save(tmp_path / "a.pt", 1)
+    save(tmp_path / "b.pt", 2, tokenizer=b"other")
+    save(tmp_path / "c.pt", 3, config={**CONFIG, "attention": {"name": "location"}})
+    with pytest.raises(CheckpointError, match="b.pt: another vocabulary"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    with pytest.raises(CheckpointError, match="c.pt: another model config"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "c.pt"])
+
+
+def test_nmt_average_takes_a_runs_newest_step_checkpoints(tmp_path):
+    ckpts = tmp_path / "run" / "checkpoints"
+    weights = {k: save(ckpts / f"step{k}.pt", k, step=k) for k in (200, 1000, 400, 800, 600)}
+    (ckpts / "last.pt").write_bytes((ckpts / "step1000.pt").read_bytes())
+    assert [p.name for p in step_checkpoints(tmp_path / "run")] == \
+        ["step200.pt", "step400.pt", "step600.pt", "step800.pt", "step1000.pt"]
+    out = tmp_path / "avg.pt"
+    res = subprocess.run([sys.executable, "-m", "nmt.cli.average", f"run={tmp_path / 'run'}",
+                          "last=3", f"output={out}"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    avg = checkpoint.load(out)
+    for k in weights[200]:
+        torch.testing.assert_close(avg["model"][k], sum(weights[s][k] for s in (600, 800, 1000))
+                                   / 3)
+    bad = subprocess.run([sys.executable, "-m", "nmt.cli.average", f"run={tmp_path}",
+                          f"output={out}"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    assert bad.returncode == 2 and "train.keep_last" in bad.stderr
