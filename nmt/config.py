@@ -101,6 +101,8 @@ class LoopConfig:
     valid_beam: int = 1                  # beam size for validation BLEU (1: greedy)
     heatmap_sentences: int = 4           # fixed validation sentences plotted each validation
     max_bad_steps: int = 10              # consecutive non-finite losses before stopping
+    keep_last: int = 0                   # >0: keep the weights of the last N validations
+    #                                      (checkpoints/step<k>.pt) for nmt-average
     test_beam: int = 5                   # final decoding of data.test with best.pt (0: skip)
     test_alpha: float = 0.6
 

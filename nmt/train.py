@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from nmt import checkpoint
+from nmt.average import step_checkpoints
 from nmt.config import DataConfig, TrainConfig
 from nmt.data.corpus import (
     MULTI30K_SHA256,
@@ -187,15 +188,23 @@ class Trainer:
                 ckpt["rng_ranks"] = self.dist.gather(rng_state(self.device))
         return ckpt
 
-    def save(self, best: bool) -> None:
-        """Called by every rank (the RNG states are gathered); rank 0 writes."""
+    def save(self, best: bool, validated: bool = False) -> None:
+        """Called by every rank (the RNG states are gathered); rank 0 writes. After a validation
+        (`validated`) with train.keep_last = N, the weights also go to step<k>.pt, N kept."""
         last = self.checkpoint_dict(True)
         if not self.dist.is_main:
             return
         ckpt_dir = self.run_dir / "checkpoints"
         checkpoint.save(last, ckpt_dir / "last.pt")
+        weights = None
+        if best or (validated and self.cfg.train.keep_last):
+            weights = self.checkpoint_dict(False)
         if best:
-            checkpoint.save(self.checkpoint_dict(False), ckpt_dir / "best.pt")
+            checkpoint.save(weights, ckpt_dir / "best.pt")
+        if validated and self.cfg.train.keep_last:
+            checkpoint.save(weights, ckpt_dir / f"step{self.progress.step}.pt")
+            for old in step_checkpoints(self.run_dir)[:-self.cfg.train.keep_last]:
+                old.unlink()
 
     def resume(self, path: Path) -> None:
         ckpt = checkpoint.load(path, self.device)
@@ -376,7 +385,7 @@ class Trainer:
                                                      seconds)
                         if reason and not p.finished:
                             p.finished = reason
-                        self.save(best=row["improved"])
+                        self.save(best=row["improved"], validated=True)
                         loss_sum, tok_sum, tok_window = 0.0, 0, 0
                         start = time.time()
                 bar.close()
@@ -388,7 +397,7 @@ class Trainer:
                 seconds = time.time() - start
                 p.elapsed += seconds
                 row = self.shared_validation(loss_sum / max(tok_sum, 1), tok_window, seconds)
-                self.save(best=row["improved"])
+                self.save(best=row["improved"], validated=True)
         finally:
             signal.signal(signal.SIGINT, previous)
         if p.finished != "interrupted":

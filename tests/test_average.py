@@ -73,3 +73,21 @@ def test_nmt_average_takes_a_runs_newest_step_checkpoints(tmp_path):
                           f"output={out}"], capture_output=True, text=True, cwd=tmp_path,
                          timeout=300)
     assert bad.returncode == 2 and "train.keep_last" in bad.stderr
+
+
+def test_training_keeps_the_last_n_validations(multi30k, tmp_path):
+    from nmt.train import run
+    from tests.conftest import REPO
+    from tests.test_end_to_end import small_corpus
+    from tests.test_every_mechanism import config
+    corpus = small_corpus(multi30k, tmp_path / "corpus")
+    cfg = config(corpus, REPO / "configs" / "attention" / "bahdanau.yaml", "luong")
+    cfg.train.max_steps, cfg.train.valid_every, cfg.train.keep_last = 5, 1, 3
+    cfg.train.test_beam = 0
+    run(cfg, tmp_path / "run")
+    kept = step_checkpoints(tmp_path / "run")
+    assert [p.name for p in kept] == ["step3.pt", "step4.pt", "step5.pt"]
+    assert "optimizer" not in checkpoint.load(kept[0])
+    last = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")
+    for k, v in checkpoint.load(kept[-1])["model"].items():
+        assert torch.equal(v, last["model"][k])
