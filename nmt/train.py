@@ -439,19 +439,25 @@ class Trainer:
         return results
 
 
-def run(cfg: TrainConfig, run_dir: str | Path, dist: Dist | None = None) -> dict:
+def run(cfg: TrainConfig, run_dir: str | Path, dist: Dist | None = None,
+        extend: bool = True) -> dict:
     """Train (or resume) in `run_dir`, then decode the test sets with the best checkpoint.
-    `dist`: this process's place in a distributed job (default: a single process)."""
+    `dist`: this process's place in a distributed job (default: a single process).
+    `extend`: a resumed run that had finished trains on (under its new budget); if False,
+    it only completes what followed its training (the test sets and summary.json)."""
     trainer = Trainer(cfg, run_dir, dist=dist)
     last = Path(run_dir) / "checkpoints" / "last.pt"
+    ended = False
     if cfg.resume:
         if not last.is_file():
             raise checkpoint.CheckpointError(f"{last}: nothing to resume from")
         trainer.resume(last)
-        if trainer.progress.finished not in ("", "interrupted"):
+        ended = trainer.progress.finished not in ("", "interrupted")
+        if ended:
             log.info("run already finished (%s)", trainer.progress.finished)
-        trainer.progress.finished = ""
-    progress = trainer.fit()
+        if extend:
+            ended, trainer.progress.finished = False, ""
+    progress = trainer.progress if ended else trainer.fit()
     if progress.finished == "interrupted" or not trainer.dist.is_main:
         return {"progress": asdict(progress), "test": {}}
     summary = {"progress": asdict(progress), "test": trainer.evaluate_tests()}

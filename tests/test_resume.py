@@ -97,3 +97,37 @@ def test_killed_writer_leaves_previous_checkpoint(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     assert checkpoint.load(path)["config"] == {"v": 1}
+
+
+def test_an_interrupted_sweep_run_again_skips_finished_runs_and_resumes_the_rest(corpus,
+                                                                                 tmp_path):
+    cache, sweep = tmp_path / "cache", tmp_path / "sweep"
+    base = train_cmd(corpus, cache, tmp_path / "unused")[:-1]
+    cmd = [*base[:3], "-m", *base[3:], "seed=1,2", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    second = None
+    while time.time() < deadline and proc.poll() is None:
+        second = next(sweep.glob("1_*"), None) if sweep.is_dir() else None
+        m = second / "metrics.jsonl" if second else None
+        if m and m.is_file() and len(m.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = next(sweep.glob("0_*"))
+    assert (first / "summary.json").is_file() and not (second / "summary.json").exists()
+    finished_at = (first / "summary.json").stat().st_mtime_ns
+    first_metrics = metrics(first)
+
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (first / "summary.json").stat().st_mtime_ns == finished_at, "finished run retrained"
+    assert metrics(first) == first_metrics
+    assert (second / "summary.json").is_file()
+    assert "interrupted: resuming" in (second / "train.log").read_text()
+    alone = tmp_path / "alone"
+    subprocess.run([*train_cmd(corpus, cache, alone), "seed=2"], check=True,
+                   capture_output=True, cwd=tmp_path, timeout=600)
+    assert metrics(second) == metrics(alone)

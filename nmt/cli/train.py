@@ -6,6 +6,7 @@ rank 0 decides the run folder and writes everything, the other ranks write nothi
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import asdict
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nmt import checkpoint
@@ -55,6 +57,7 @@ def train_main(cfg: DictConfig) -> float:
 
 
 def train_with(conf: TrainConfig, dist: Dist) -> float:
+    extend = True
     if conf.resume:
         run_dir = Path(conf.resume)
         conf = resumed_config(run_dir, conf)
@@ -65,10 +68,23 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
             logging.getLogger().addHandler(handler)
     else:
         run_dir = Path(dist.broadcast(HydraConfig.get().runtime.output_dir))  # rank 0's
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # The same sweep again (same hydra.sweep.dir): finished runs are skipped and
+            # interrupted ones continue from their last checkpoint.
+            summary = run_dir / "summary.json"
+            if summary.is_file():
+                done = json.loads(summary.read_text())
+                log.info("%s already finished (%s): skipped", run_dir,
+                         done["progress"]["finished"])
+                return done["progress"]["best_bleu"]
+            if (run_dir / "checkpoints" / "last.pt").is_file():
+                log.info("%s was interrupted: resuming from its last checkpoint", run_dir)
+                conf.resume = str(run_dir)
+                extend = False
     log.info("run folder: %s%s", run_dir, f" ({dist.world_size} processes)" if dist.enabled
              else "")
     log.debug("config: %s", asdict(conf))
-    summary = run(conf, run_dir, dist)
+    summary = run(conf, run_dir, dist, extend)
     return summary["progress"]["best_bleu"]
 
 
