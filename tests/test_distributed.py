@@ -53,9 +53,11 @@ def union_reference(cfg: TrainConfig, steps: int, tmp_path) -> tuple[Trainer, li
     return trainer, losses
 
 
-def test_two_ranks_equal_one_process_on_the_union_batch(tmp_path):
+@pytest.mark.parametrize("attention, decoder", [("bahdanau", "luong"), ("location", "bahdanau")])
+def test_two_ranks_equal_one_process_on_the_union_batch(tmp_path, attention, decoder):
     model = ["model.emb_size=16", "model.hidden_size=32", "model.dropout=0.0", "threads=1",
-             "train.batch_tokens=300", "train.valid_every=2", "train.heatmap_sentences=1"]
+             "train.batch_tokens=300", "train.valid_every=2", "train.heatmap_sentences=1",
+             f"attention={attention}", f"decoder={decoder}"]
     torchrun(tmp_path, *corpus_args(tmp_path), *model, "train.max_steps=2")
     run_dir, = (tmp_path / "outputs").glob("*/*")  # one run folder, chosen by rank 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "corpus", "outputs"]
@@ -75,7 +77,7 @@ def test_two_ranks_equal_one_process_on_the_union_batch(tmp_path):
 
     cfg = to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), last["config"]),
                     TrainConfig)
-    assert cfg.threads == 1
+    assert cfg.threads == 1 and cfg.decoder.name == decoder
     reference, losses = union_reference(cfg, 4, tmp_path)
     # Float noise between the two is ~4e-7 here; a gradient off by the world size (averaged
     # instead of normalised by the global token count) moves the weights by ~4e-4.
