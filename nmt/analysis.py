@@ -1,0 +1,59 @@
+"""Analyses of trained runs that attention papers report: BLEU by source length, and how fast
+and whether a run converged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sacrebleu.metrics import BLEU
+
+# Source-sentence length buckets, in whitespace-separated words (inclusive bounds).
+LENGTH_BUCKETS: tuple[tuple[int, int | None], ...] = ((1, 10), (11, 20), (21, 30), (31, None))
+
+
+def bucket_label(low: int, high: int | None) -> str:
+    return f"{low}-{high}" if high is not None else f"{low}+"
+
+
+def bucket_of(n_words: int, buckets: Sequence[tuple[int, int | None]] = LENGTH_BUCKETS) -> str:
+    """The label of the bucket holding a sentence of n_words (empty sentences: the first)."""
+    for low, high in buckets:
+        if high is None or n_words <= high:
+            return bucket_label(low, high)
+    raise AssertionError("the last bucket is open")
+
+
+def bleu_by_length(sources: Sequence[str], hyps: Sequence[str], refs: Sequence[str],
+                   buckets: Sequence[tuple[int, int | None]] = LENGTH_BUCKETS
+                   ) -> dict[str, dict[str, float]]:
+    """Corpus BLEU of the sentences in each source-length bucket: label -> {bleu, sentences}.
+    Buckets without sentences are left out."""
+    groups: dict[str, tuple[list[str], list[str]]] = {bucket_label(*b): ([], []) for b in buckets}
+    for src, hyp, ref in zip(sources, hyps, refs, strict=True):
+        h, r = groups[bucket_of(len(src.split()), buckets)]
+        h.append(hyp)
+        r.append(ref)
+    bleu = BLEU()
+    return {label: {"bleu": bleu.corpus_score(h, [r]).score, "sentences": len(h)}
+            for label, (h, r) in groups.items() if h}
+
+
+def time_to_fraction(metrics: Sequence[dict], fraction: float = 0.95
+                     ) -> tuple[float | None, int | None]:
+    """Training minutes and step of the first validation reaching `fraction` of the run's best
+    validation BLEU; (None, None) for a run without validations."""
+    if not metrics:
+        return None, None
+    target = fraction * max(m["bleu"] for m in metrics)
+    first = next(m for m in metrics if m["bleu"] >= target)
+    return first["elapsed"] / 60, first["step"]
+
+
+def convergence(finished: str) -> str:
+    """converged (early stopping on validation BLEU), capped (a time, step or epoch budget
+    ended it first), or the reason itself (e.g. non_finite_loss)."""
+    if finished == "early_stopping":
+        return "converged"
+    if finished in ("max_minutes", "max_steps", "max_epochs"):
+        return "capped"
+    return finished or "unfinished"

@@ -1,0 +1,42 @@
+"""BLEU by source length and convergence facts of a run."""
+
+import pytest
+from sacrebleu.metrics import BLEU
+
+from nmt.analysis import bleu_by_length, bucket_of, convergence, time_to_fraction
+
+
+@pytest.mark.parametrize("n, label", [(0, "1-10"), (1, "1-10"), (10, "1-10"), (11, "11-20"),
+                                      (30, "21-30"), (31, "31+"), (400, "31+")])
+def test_buckets(n, label):
+    assert bucket_of(n) == label
+
+
+def test_bleu_by_length_is_corpus_bleu_of_each_bucket():
+    short = ["a dog runs", "two cats sleep on a mat"]
+    long_ = [" ".join(["word"] * 15) + " end", " ".join(["other"] * 12)]
+    sources = short + long_
+    refs = ["a dog runs fast", "two cats sleep on the mat", long_[0], long_[1] + " x"]
+    hyps = ["a dog runs", "two cats sleep on a mat", long_[0], long_[1]]
+    got = bleu_by_length(sources, hyps, refs)
+    assert set(got) == {"1-10", "11-20"}
+    assert got["1-10"]["sentences"] == 2 and got["11-20"]["sentences"] == 2
+    expected = BLEU().corpus_score(hyps[:2], [refs[:2]]).score
+    assert got["1-10"]["bleu"] == pytest.approx(expected)
+    assert got["11-20"]["bleu"] > got["1-10"]["bleu"]
+
+
+def test_time_to_95_percent_of_the_best():
+    metrics = [{"step": 250, "elapsed": 60, "bleu": 10.0},
+               {"step": 500, "elapsed": 120, "bleu": 28.6},
+               {"step": 750, "elapsed": 180, "bleu": 30.0},
+               {"step": 1000, "elapsed": 240, "bleu": 29.0}]
+    assert time_to_fraction(metrics) == (2.0, 500)          # 28.6 >= 0.95 * 30 = 28.5
+    assert time_to_fraction(metrics, 1.0) == (3.0, 750)
+    assert time_to_fraction([]) == (None, None)
+
+
+def test_convergence_labels():
+    assert convergence("early_stopping") == "converged"
+    assert convergence("max_minutes") == "capped"
+    assert convergence("non_finite_loss") == "non_finite_loss"
