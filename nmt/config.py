@@ -46,6 +46,7 @@ class ModelConfig:
     dropout: float = 0.3
     input_feeding: bool = True
     tie_embeddings: bool = False
+    word_dropout: float = 0.0            # zero a whole word's embedding with this probability
 
 
 @dataclass

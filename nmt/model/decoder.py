@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention import Attention, Memory
+from nmt.model.dropout import drop_words
 
 
 class DecoderState(NamedTuple):
@@ -69,6 +70,7 @@ class LuongDecoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.emb_size = emb_size
         self.out_size = hidden_size
+        self.word_dropout = 0.0   # set by the model (training only)
 
     def init_state(self, hidden: Tensor, mem: Memory) -> DecoderState:
         B = hidden.shape[1]
@@ -77,7 +79,7 @@ class LuongDecoder(nn.Module):
 
     def embed_inputs(self, tokens: Tensor) -> Tensor:
         """[B, T] target ids -> [B, T, 3H]: the embedding part of layer 0's input projection."""
-        emb = self.dropout(self.embed(tokens))
+        emb = self.dropout(drop_words(self.embed(tokens), self.word_dropout, self.training))
         return F.linear(emb, self.w_ih[:, :self.emb_size], self.b_ih)
 
     def feed_weight(self) -> Tensor:
@@ -145,13 +147,14 @@ class BahdanauDecoder(nn.Module):
         self.readout_state = nn.Linear(hidden_size + ctx_size, 2 * self.out_size,
                                        bias=False)                                   # [U_o C_o]
         self.dropout = nn.Dropout(dropout)
+        self.word_dropout = 0.0   # set by the model (training only)
 
     def init_state(self, hidden: Tensor, mem: Memory) -> DecoderState:
         return DecoderState(hidden, None, self.attention.init_state(mem))
 
     def embed_inputs(self, tokens: Tensor) -> Tensor:
         """[B, T] target ids -> [B, T, 3H + 2l]: layer 0's and the readout's embedding parts."""
-        emb = self.dropout(self.embed(tokens))
+        emb = self.dropout(drop_words(self.embed(tokens), self.word_dropout, self.training))
         return torch.cat([F.linear(emb, self.w_ih[:, :self.emb_size], self.b_ih),
                           self.readout_emb(emb)], dim=-1)
 

@@ -6,10 +6,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from nmt.model.dropout import drop_words
+
 
 class Encoder(nn.Module):
     def __init__(self, vocab_size: int, emb_size: int, hidden_size: int, layers: int,
-                 bidirectional: bool, dropout: float, pad_id: int = 0):
+                 bidirectional: bool, dropout: float, pad_id: int = 0, word_dropout: float = 0.0):
         super().__init__()
         directions = 2 if bidirectional else 1
         if hidden_size % directions:
@@ -23,10 +25,11 @@ class Encoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output_size = hidden_size
         self.layers, self.directions = layers, directions
+        self.word_dropout = word_dropout
 
     def forward(self, src: Tensor, src_len: Tensor) -> tuple[Tensor, Tensor]:
         """src [B, S], src_len [B] (CPU) -> outputs [B, S, H] (0 at padding), final [L, B, H]."""
-        x = self.dropout(self.embed(src))
+        x = self.dropout(drop_words(self.embed(src), self.word_dropout, self.training))
         packed = pack_padded_sequence(x, src_len.cpu(), batch_first=True, enforce_sorted=False)
         out, h = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])

@@ -27,6 +27,7 @@ class ModelSpec:
     dropout: float = 0.3
     input_feeding: bool = True
     tie_embeddings: bool = False
+    word_dropout: float = 0.0  # probability of zeroing a whole source or target word embedding
 
 
 class Seq2Seq(nn.Module):
@@ -37,7 +38,7 @@ class Seq2Seq(nn.Module):
         self.pad_id = pad_id
         self.encoder = Encoder(spec.vocab_size, spec.emb_size,
                                spec.enc_hidden_size or spec.hidden_size, spec.enc_layers,
-                               spec.bidirectional, spec.dropout, pad_id)
+                               spec.bidirectional, spec.dropout, pad_id, spec.word_dropout)
         attn = build_attention(attention, spec.hidden_size, self.encoder.output_size,
                                **(attention_options or {}))
         decoder = {"name": "luong", **(decoder or {})}
@@ -53,6 +54,7 @@ class Seq2Seq(nn.Module):
         else:
             raise ValueError(f"decoder.name={self.decoder_name!r} is unknown; valid names: "
                              f"{', '.join(DECODERS)}")
+        self.decoder.word_dropout = spec.word_dropout
         # Bridge: decoder layer l starts from tanh(W_b [final fwd; final bwd] of encoder layer).
         self.bridge = nn.Linear(self.encoder.output_size, spec.hidden_size)
         self.output = nn.Linear(self.decoder.out_size, spec.vocab_size)
