@@ -20,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from nmt import checkpoint
+from nmt.analysis import bleu_by_length, convergence, time_to_fraction
 from nmt.data.corpus import find_file, read_lines
 from nmt.evaluate import (
     bootstrap_ci,
@@ -138,11 +139,13 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int = 1000
             ) -> tuple[list[dict], dict]:
     """One row per variant; returns the rows and the metric signatures."""
-    refs = {}
+    refs, sources = {}, {}
     for r in runs:
         if r.status == "finished":
             for name in test_sets:
-                refs.setdefault(name, read_lines(test_files(r.config, name)[1]))
+                src, ref = test_files(r.config, name)
+                refs.setdefault(name, read_lines(ref))
+                sources.setdefault(name, read_lines(src))
     labels = list(dict.fromkeys(r.label for r in runs))
     base_runs = {r.seed: r for r in runs if r.label == baseline and r.status == "finished"}
     rows, signatures = [], {}
@@ -162,6 +165,12 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
                  if r.metrics])[0]
             row["best_step"] = mean_std([r.summary["progress"]["best_step"] for r in ok])[0]
             row["finished_by"] = ",".join(sorted({r.reason for r in ok}))
+            states = [convergence(r.reason) for r in ok]
+            row["convergence"] = ", ".join(f"{state} {states.count(state)}/{len(ok)}"
+                                           for state in dict.fromkeys(states))
+            reached = [time_to_fraction(r.metrics, 0.95) for r in ok if r.metrics]
+            row["minutes_to_95"] = mean_std([m for m, _ in reached])[0]
+            row["steps_to_95"] = mean_std([s for _, s in reached])[0]
         for name in test_sets:
             if not ok:
                 continue
@@ -182,6 +191,12 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
                                             for p in pairs])
                         row[f"{name}.p_vs_{baseline}"] = paired_randomization(metric, a, b,
                                                                               samples)
+            by_length = [bleu_by_length(sources[name], r.hyps[name], refs[name]) for r in ok]
+            row[f"{name}.bleu_by_length"] = {
+                bucket: statistics.fmean(b[bucket]["bleu"] for b in by_length)
+                for bucket in by_length[0]}
+            row[f"{name}.length_sentences"] = {bucket: v["sentences"]
+                                               for bucket, v in by_length[0].items()}
             dec = [r.decode_speed.get(name, float("nan")) for r in ok]
             row[f"{name}.decode_sent_per_s"] = statistics.fmean(dec)
             if name not in signatures:
@@ -208,7 +223,8 @@ def markdown_table(rows: list[dict], test_sets: list[str], baseline: str) -> str
     head = ["variant", "status", "seeds"]
     for name in test_sets:
         head += [f"BLEU {name}", "95% CI", f"p vs {baseline}", f"chrF {name}"]
-    head += ["params", "train min", "train tok/s", "decode sent/s", "best step"]
+    head += ["params", "train min", "min to 95%", "converged", "train tok/s", "decode sent/s",
+             "best step"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["variant"], r["status"], r["seeds"]]
@@ -221,10 +237,28 @@ def markdown_table(rows: list[dict], test_sets: list[str], baseline: str) -> str
                 cells += ["", "", "", ""]
         dec = [r.get(f"{n}.decode_sent_per_s") for n in test_sets]
         cells += [f"{r['params'] / 1e6:.2f}M" if "params" in r else "",
-                  fmt(r.get("train_minutes"), 1), fmt(r.get("train_tokens_per_s"), 0),
+                  fmt(r.get("train_minutes"), 1), fmt(r.get("minutes_to_95"), 1),
+                  r.get("convergence", ""), fmt(r.get("train_tokens_per_s"), 0),
                   fmt(dec[0] if dec else None, 1), fmt(r.get("best_step"), 0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def length_table(rows: list[dict], test_set: str) -> str:
+    """BLEU by source-sentence length (words), one row per variant."""
+    key = f"{test_set}.bleu_by_length"
+    ok = [r for r in rows if key in r]
+    if not ok:
+        return ""
+    counts = ok[0][f"{test_set}.length_sentences"]
+    buckets = list(counts)
+    lines = [f"\nBLEU on {test_set} by source length in words (sentences per bucket: "
+             + ", ".join(f"{b}: {counts[b]}" for b in buckets) + "):\n\n",
+             "| variant | " + " | ".join(buckets) + " |\n", "|---|" + "---|" * len(buckets) + "\n"]
+    for r in ok:
+        lines.append(f"| {r['variant']} | "
+                     + " | ".join(fmt(r[key].get(b)) for b in buckets) + " |\n")
+    return "".join(lines)
 
 
 def write_results(rows: list[dict], signatures: dict, test_sets: list[str], baseline: str,
@@ -235,7 +269,8 @@ def write_results(rows: list[dict], signatures: dict, test_sets: list[str], base
     note = (f"Search: beam {opts.beam_size}, length penalty alpha {opts.alpha}. BLEU/chrF: mean ± "
             "std over seeds; 95% CI: sentence bootstrap (mean over seeds); p: paired approximate "
             f"randomization against {baseline} (seed-matched, pooled).\n")
-    (out_dir / "results.md").write_text(table + "\n" + note + "\nSignatures:\n" + sig)
+    lengths = "".join(length_table(rows, name) for name in test_sets)
+    (out_dir / "results.md").write_text(table + "\n" + note + lengths + "\nSignatures:\n" + sig)
     (out_dir / "results.json").write_text(json.dumps({"rows": rows, "signatures": signatures,
                                                       "beam": opts.beam_size,
                                                       "alpha": opts.alpha}, indent=1))

@@ -56,12 +56,13 @@ def bleu_bars(labels: list[str], values: list[float], cis: list[tuple[float, flo
     plt.close(fig)
 
 
-def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.PathLike) -> None:
-    """Validation BLEU over training minutes, one line per run."""
+def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.PathLike,
+           xlabel: str = "training minutes") -> None:
+    """Validation BLEU over training minutes (or steps), one line per run."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, (x, y) in series.items():
         ax.plot(x, y, marker=".", label=label)
-    ax.set_xlabel("training minutes")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("validation BLEU")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -114,5 +115,20 @@ def head_grid(heads: Tensor, src_pieces: list[str], tgt_pieces: list[str],
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def length_lines(series: dict[str, dict[str, float]], path: str | os.PathLike,
+                 title: str) -> None:
+    """BLEU per source-length bucket, one line per variant (buckets in the order given)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, by_bucket in series.items():
+        ax.plot(list(by_bucket), list(by_bucket.values()), marker="o", label=label)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel("BLEU")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

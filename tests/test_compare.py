@@ -68,6 +68,7 @@ def test_compare_a_sweep(multi30k, tmp_path):
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     for name in ("results.md", "results.csv", "results.json", "bleu.png", "curves.png",
+                 "curves_steps.png", "bleu_by_length_test_2016_flickr.png",
                  "alignments/1.png", "alignments/2.png"):
         assert (out / name).is_file(), name
     assert matplotlib.image.imread(out / "bleu.png").ndim == 3
@@ -77,4 +78,11 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert rows["bahdanau"]["status"] == "finished"
     assert rows["bahdanau"]["test_2016_flickr.p_vs_bahdanau"] == 1.0
     assert np.isfinite(rows["luong_general"]["test_2016_flickr.bleu"])
+    # Ended by train.max_steps, not by early stopping: capped; 12 test sentences, all short.
+    assert rows["bahdanau"]["convergence"] == "capped 1/1"
+    assert rows["bahdanau"]["steps_to_95"] in (2, 4) and rows["bahdanau"]["minutes_to_95"] > 0
+    by_length = rows["bahdanau"]["test_2016_flickr.bleu_by_length"]
+    assert sum(rows["bahdanau"]["test_2016_flickr.length_sentences"].values()) == 12
+    assert set(by_length) <= {"1-10", "11-20", "21-30", "31+"}
+    assert "BLEU on test_2016_flickr by source length" in (out / "results.md").read_text()
     assert "| location |" in res.stdout and "BLEU test_2016_flickr" in res.stdout

@@ -13,7 +13,7 @@ from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.compare import compare, decode_run, find_runs, load_run, test_files, write_results
 from nmt.config import CompareConfig
 from nmt.data.corpus import read_lines
-from nmt.plots import bleu_bars, curves, heatmap_grid
+from nmt.plots import bleu_bars, curves, heatmap_grid, length_lines
 from nmt.train import setup_device
 from nmt.translate import translate
 
@@ -48,6 +48,13 @@ def compare_main(cfg: DictConfig) -> None:
     curves({f"{r.label} s{r.seed}": ([m["elapsed"] / 60 for m in r.metrics],
                                      [m["bleu"] for m in r.metrics]) for r in runs if r.metrics},
            out / "curves.png")
+    curves({f"{r.label} s{r.seed}": ([m["step"] for m in r.metrics],
+                                     [m["bleu"] for m in r.metrics]) for r in runs if r.metrics},
+           out / "curves_steps.png", xlabel="training steps")
+    for name in test_sets:
+        length_lines({r["variant"]: r[f"{name}.bleu_by_length"] for r in ok_rows
+                      if f"{name}.bleu_by_length" in r}, out / f"bleu_by_length_{name}.png",
+                     f"{name}, beam {conf.search.beam_size}: BLEU by source length")
     if conf.alignment_sentences:
         write_alignment_grids(finished, first, conf, device, out / "alignments")
     log.info("results in %s", out)
