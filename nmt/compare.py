@@ -93,7 +93,7 @@ def load_run(path: Path) -> Run:
         run.status, run.reason = "failed", "no checkpoint"
     else:
         run.reason = "no summary (killed or still running)"
-    if run.status == "finished" and not best.is_file():
+    if run.status == "finished" and not best.is_file() and not run.summary.get("test"):
         run.status, run.reason = "failed", "no best.pt"
     return run
 
@@ -120,12 +120,18 @@ def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torc
             run.decode_speed[name] = stored[name].get("sentences_per_s", float("nan"))
             continue
         if model is None:
-            model, tok, _ = load_model(run.path / "checkpoints" / "best.pt", device)
+            best = run.path / "checkpoints" / "best.pt"
+            if not best.is_file():
+                raise FileNotFoundError(
+                    f"{best}: missing, and the run's own {name} outputs were made with another "
+                    "search; compare with the run's settings (search.beam_size, search.alpha)")
+            model, tok, _ = load_model(best, device)
         src = read_lines(test_files(run.config, name)[0])
         start = time.time()
         run.hyps[name] = [t.text for t in translate(model, tok, src, opts, device)]
         run.decode_speed[name] = len(src) / max(time.time() - start, 1e-9)
-    if model is not None or not run.params:
+    run.params = run.summary.get("parameters", 0)
+    if not run.params:
         ckpt = checkpoint.load(run.path / "checkpoints" / "best.pt")
         run.params = sum(t.numel() for t in ckpt["model"].values())
 

@@ -460,6 +460,7 @@ def run(cfg: TrainConfig, run_dir: str | Path, dist: Dist | None = None,
     progress = trainer.progress if ended else trainer.fit()
     if progress.finished == "interrupted" or not trainer.dist.is_main:
         return {"progress": asdict(progress), "test": {}}
-    summary = {"progress": asdict(progress), "test": trainer.evaluate_tests()}
+    summary = {"progress": asdict(progress), "test": trainer.evaluate_tests(),
+               "parameters": sum(p.numel() for p in trainer.model.parameters())}
     (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -60,6 +60,8 @@ def test_compare_a_sweep(multi30k, tmp_path):
     hydra_yaml = other / ".hydra" / "hydra.yaml"
     assert "decoder: luong" in hydra_yaml.read_text()
     hydra_yaml.write_text(hydra_yaml.read_text().replace("decoder: luong", "decoder: bahdanau"))
+    # Kept without its weights (only its outputs): compared from its own test outputs.
+    shutil.rmtree(other / "checkpoints")
     out = tmp_path / "cmp"
     res = subprocess.run(
         [sys.executable, "-m", "nmt.cli.compare", f"runs={sweep}", f"output_dir={out}",
@@ -80,6 +82,8 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert np.isfinite(rows["luong_general"]["test_2016_flickr.bleu"])
     # Ended by train.max_steps, not by early stopping: capped; 12 test sentences, all short.
     assert rows["bahdanau"]["convergence"] == "capped 1/1"
+    assert rows["bahdanau/bahdanau-dec"]["status"] == "finished"
+    assert rows["bahdanau/bahdanau-dec"]["params"] == rows["bahdanau"]["params"] > 0
     assert rows["bahdanau"]["steps_to_95"] in (2, 4) and rows["bahdanau"]["minutes_to_95"] > 0
     by_length = rows["bahdanau"]["test_2016_flickr.bleu_by_length"]
     assert sum(rows["bahdanau"]["test_2016_flickr.length_sentences"].values()) == 12

@@ -66,8 +66,8 @@ def write_alignment_grids(runs, test_set, conf, device, folder: Path) -> None:
     src = read_lines(test_files(runs[0].config, test_set)[0])[:conf.alignment_sentences]
     per_variant = {}
     for r in runs:
-        if r.label in per_variant:  # one seed per variant
-            continue
+        if r.label in per_variant or not (r.path / "checkpoints" / "best.pt").is_file():
+            continue  # one seed per variant; runs kept without weights have no alignments
         model, tok, _ = load_model(r.path / "checkpoints" / "best.pt", device)
         per_variant[r.label] = translate(model, tok, src, conf.search, device, alignments=True)
     for i in range(len(src)):
