@@ -53,6 +53,12 @@ class Ensemble(nn.Module):
         alpha = torch.stack([o[1].float() for o in outs]).mean(dim=0)
         return logp, alpha, EnsembleState(tuple(o[2] for o in outs))
 
+    def step_logits(self, tokens: Tensor, state: EnsembleState, mem: EnsembleState,
+                    hard: bool = True) -> tuple[Tensor, Tensor, Tensor, EnsembleState]:
+        """As Seq2Seq.step_logits: the mean log-probabilities, with a zero normaliser."""
+        logp, alpha, state = self.step_logprobs(tokens, state, mem, hard)
+        return logp, logp.new_zeros(logp.shape[0]), alpha, state
+
     def head_alignments(self, state: EnsembleState) -> Tensor | None:
         """The models' per-head alignments side by side [B, sum of H, S], where all have heads."""
         heads = [m.head_alignments(s) for m, s in zip(self.models, state.parts, strict=True)]

@@ -72,8 +72,9 @@ def greedy(model: Decodable, src: Tensor, src_len: Tensor, max_len_ratio: float 
     t = 0
     while rows.numel():
         t += 1
-        logp, alpha, state = model.step_logprobs(tokens, state, mem)
-        best, tokens = logp.max(dim=-1)
+        logits, norm, alpha, state = model.step_logits(tokens, state, mem)
+        best, tokens = logits.max(dim=-1)
+        best = best - norm
         if alignments:
             record = alignment_record(model, alpha, state)
         finished = []
@@ -131,11 +132,14 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
     while sents:
         t += 1
         n = len(sents)
-        logp, attn, state = model.step_logprobs(tokens, state, mem)
-        V = logp.shape[-1]
-        cand = (scores.view(-1, 1) + logp).view(n, k * V)
-        top_s, top_i = cand.topk(min(2 * k, k * V), dim=1)       # [n, 2k]
-        beam, tok = top_i // V, top_i % V
+        logits, norm, attn, state = model.step_logits(tokens, state, mem)
+        # The 2k best extensions of a sentence are among the 2k best of each of its beams:
+        # rank each beam's raw logits, then normalise and add the beam's score to those only.
+        w = min(2 * k, logits.shape[-1])
+        row_s, row_tok = logits.topk(w, dim=1)                               # [n * k, w]
+        cand = (row_s - norm.unsqueeze(1) + scores.view(-1, 1)).view(n, k * w)
+        top_s, top_i = cand.topk(min(2 * k, k * w), dim=1)                  # [n, 2k]
+        beam, tok = top_i // w, row_tok.view(n, k * w).gather(1, top_i)
         src_row = (torch.arange(n, device=dev).unsqueeze(1) * k + beam)  # [n, 2k] flat rows
         is_eos = tok == EOS
         if alignments:

@@ -96,6 +96,16 @@ class Seq2Seq(nn.Module):
         """Per-head alignments [B, H, S] of the last step, for multi-head mechanisms."""
         return self.decoder.attention.head_alignments(state.attn)
 
+    def step_logits(self, tokens: Tensor, state: DecoderState, mem: Memory, hard: bool = True
+                    ) -> tuple[Tensor, Tensor, Tensor, DecoderState]:
+        """One decoding step: tokens [B] -> logits [B, V] and their log-normaliser [B]
+        (log-probs = logits - norm), alignment [B, S], new state. The search ranks raw logits and
+        normalises only the few it keeps, sparing two passes over [B, V]."""
+        x_proj = self.decoder.embed_inputs(tokens.unsqueeze(1)).squeeze(1)
+        out, alpha, state = self.decoder.step(x_proj, state, mem, hard=hard)
+        logits = self.output(out).float()
+        return logits, torch.logsumexp(logits, dim=-1), alpha, state
+
     def step_logprobs(self, tokens: Tensor, state: DecoderState, mem: Memory, hard: bool = True
                       ) -> tuple[Tensor, Tensor, DecoderState]:
         """One decoding step: tokens [B] -> log-probs [B, V], alignment [B, S], new state."""
