@@ -137,6 +137,7 @@ class TranslateConfig:
     heatmaps: bool = False
     heatmap_dir: str | None = None    # default: <hydra run dir>/heatmaps
     max_heatmaps: int = 100
+    heatmap_heads: bool = False       # multi-head attention: also <line>.heads.png, one per head
     device: str = "auto"
     threads: int = 0
     search: SearchOptions = field(default_factory=SearchOptions)

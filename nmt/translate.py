@@ -31,6 +31,7 @@ class Translation:
     src_pieces: list[str]           # incl. "</s>"
     tgt_pieces: list[str]           # incl. "</s>" unless cut at the maximum length
     alignment: torch.Tensor | None  # [len(tgt_pieces), len(src_pieces)]
+    heads: torch.Tensor | None = None  # [len(tgt_pieces), heads, len(src_pieces)]: multi-head
 
 
 def length_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]:
@@ -78,4 +79,5 @@ def _result(tok: Tokenizer, src_ids: list[int], hyps: list[Hypothesis]) -> Trans
         src_pieces=tok.pieces(src_ids) + ["</s>"],
         tgt_pieces=tok.pieces(best.tokens) + (["</s>"] if best.ended else []),
         alignment=best.alignment,
+        heads=best.heads,
     )

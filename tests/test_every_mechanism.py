@@ -3,6 +3,8 @@ validation (greedy) and heatmaps, beam-5 decoding of a test set, the decoder rec
 checkpoint, and a resume that continues the run (spec part 2 section 16, test 7)."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,9 +68,24 @@ def test_trains_decodes_and_resumes(corpus, tmp_path, yaml, decoder):
     assert stored["decoder"]["name"] == decoder
     assert stored["attention"]["name"] == cfg.attention.name
 
+    if yaml.stem == "multihead":   # each head's alignments drawn when asked
+        translate_with_heads(tmp_path, corpus)
+
     cfg.resume, cfg.train.max_steps = str(tmp_path), 3
     cfg.train.valid_every = 3
     resumed = run(cfg, tmp_path)
     assert resumed["progress"]["step"] == 3
     steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 3]
+
+
+def translate_with_heads(run_dir: Path, corpus: Path) -> None:
+    out = run_dir / "translate"
+    res = subprocess.run(
+        [sys.executable, "-m", "nmt.cli.translate", f"checkpoint={run_dir}/checkpoints/best.pt",
+         f"input={corpus}/val.en", f"output={out}/val.hyp", "heatmaps=true", "heatmap_heads=true",
+         "max_heatmaps=2", f"heatmap_dir={out}/maps", "search.beam_size=2",
+         f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in (out / "maps").glob("*.png")) == [
+        "1.heads.png", "1.png", "2.heads.png", "2.png"]

@@ -18,7 +18,7 @@ from nmt.data.corpus import decode_lines, read_lines
 from nmt.data.tokenizer import Tokenizer
 from nmt.evaluate import score
 from nmt.model.seq2seq import Seq2Seq, build_model
-from nmt.plots import heatmap, write_alignments_jsonl
+from nmt.plots import head_grid, heatmap, write_alignments_jsonl
 from nmt.train import setup_device
 from nmt.translate import translate
 
@@ -83,6 +83,9 @@ def translate_main(cfg: DictConfig) -> None:
                                           for row in r.alignment.tolist()]})
             if i < conf.max_heatmaps:
                 heatmap(r.alignment, r.src_pieces, r.tgt_pieces, folder / f"{i + 1}.png")
+                if conf.heatmap_heads and r.heads is not None:
+                    head_grid(r.heads, r.src_pieces, r.tgt_pieces, folder / f"{i + 1}.heads.png",
+                              title=f"line {i + 1}: each head")
         write_alignments_jsonl(records, folder / "alignments.jsonl")
         print(f"heatmaps: {folder}", file=sys.stderr)
 
