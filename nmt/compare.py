@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from nmt import checkpoint
 from nmt.analysis import bleu_by_length, convergence, time_to_fraction
+from nmt.api import load_model
 from nmt.data.corpus import find_file, read_lines
 from nmt.evaluate import (
     bootstrap_ci,
@@ -107,7 +108,6 @@ def test_files(cfg: dict, name: str) -> tuple[Path, Path]:
 def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torch.device
                ) -> None:
     """Fill run.hyps: reuse the run's own test outputs when they used the same search."""
-    from nmt.cli.translate import load_model  # the checkpoint -> model helper
 
     model = tok = None
     stored = run.summary.get("test", {})

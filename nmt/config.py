@@ -6,7 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nmt.translate import SearchOptions
+
+@dataclass
+class SearchOptions:
+    beam_size: int = 5
+    alpha: float = 0.6                   # GNMT length penalty ((5 + |Y|) / 6) ** alpha
+    nbest: int = 1
+    max_len_ratio: float = 1.5           # output length limit: ratio * source length + offset
+    max_len_offset: int = 10
+    batch_tokens: int = 4000             # padded source tokens per decoding batch
 
 
 @dataclass
@@ -130,7 +138,7 @@ class PreprocessConfig:
 
 @dataclass
 class TranslateConfig:
-    checkpoint: str = "???"
+    checkpoint: Any = "???"              # a checkpoint, or a list of them: an ensemble
     input: str | None = None          # file; stdin when unset
     output: str | None = None         # file; stdout when unset
     reference: str | None = None      # prints BLEU and chrF when given

@@ -8,20 +8,12 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from nmt.config import SearchOptions
 from nmt.data.dataset import pad_sources
 from nmt.data.tokenizer import Tokenizer
+from nmt.ensemble import Ensemble
 from nmt.model.seq2seq import Seq2Seq
 from nmt.search import Hypothesis, decode
-
-
-@dataclass
-class SearchOptions:
-    beam_size: int = 5
-    alpha: float = 0.6
-    nbest: int = 1
-    max_len_ratio: float = 1.5
-    max_len_offset: int = 10
-    batch_tokens: int = 4000
 
 
 @dataclass
@@ -32,6 +24,11 @@ class Translation:
     tgt_pieces: list[str]           # incl. "</s>" unless cut at the maximum length
     alignment: torch.Tensor | None  # [len(tgt_pieces), len(src_pieces)]
     heads: torch.Tensor | None = None  # [len(tgt_pieces), heads, len(src_pieces)]: multi-head
+
+    @property
+    def score(self) -> float:
+        """The best hypothesis's score (log-probability / length penalty)."""
+        return self.nbest[0][1]
 
 
 def length_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]:
@@ -47,7 +44,7 @@ def length_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]
         yield batch
 
 
-def translate(model: Seq2Seq, tok: Tokenizer, lines: list[str], opts: SearchOptions,
+def translate(model: Seq2Seq | Ensemble, tok: Tokenizer, lines: list[str], opts: SearchOptions,
               device: torch.device, alignments: bool = False,
               progress: bool = False) -> list[Translation]:
     """Translate every line; empty or whitespace-only lines give an empty translation."""

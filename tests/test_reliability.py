@@ -155,7 +155,7 @@ def test_translator_gives_one_line_per_input(toy, lines):
 
 
 def test_checkpoint_of_another_architecture_is_a_clear_error(corpus, tmp_path):
-    from nmt.cli.translate import load_model
+    from nmt.api import load_model
 
     cfg = tiny_config(corpus, tmp_path / "cache")
     Trainer(cfg, tmp_path / "run").fit()

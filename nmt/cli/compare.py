@@ -9,6 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from nmt.api import load_model
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.compare import compare, decode_run, find_runs, load_run, test_files, write_results
 from nmt.config import CompareConfig
@@ -61,8 +62,6 @@ def compare_main(cfg: DictConfig) -> None:
 
 
 def write_alignment_grids(runs, test_set, conf, device, folder: Path) -> None:
-    from nmt.cli.translate import load_model
-
     src = read_lines(test_files(runs[0].config, test_set)[0])[:conf.alignment_sentences]
     per_variant = {}
     for r in runs:

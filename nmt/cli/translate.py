@@ -7,44 +7,26 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nmt import checkpoint
+from nmt.api import load
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.config import TranslateConfig
 from nmt.data.corpus import decode_lines, read_lines
-from nmt.data.tokenizer import Tokenizer
 from nmt.evaluate import score
-from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.plots import head_grid, heatmap, write_alignments_jsonl
 from nmt.train import setup_device
-from nmt.translate import translate
 
 log = logging.getLogger("nmt")
 register_schemas()
-
-
-def load_model(path: str | Path, device: torch.device) -> tuple[Seq2Seq, Tokenizer, dict]:
-    """Model, tokenizer and config from a self-contained checkpoint."""
-    ckpt = checkpoint.load(path, device)
-    cfg = ckpt["config"]
-    tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
-    model = build_model(cfg["model"], cfg["attention"], len(tok), cfg.get("decoder"))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise checkpoint.CheckpointError(f"{path}: weights do not match the stored config "
-                                         f"({str(err).splitlines()[0]})") from err
-    return model.to(device).eval(), tok, cfg
 
 
 @user_errors
 def translate_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, TranslateConfig)
     device = setup_device(conf.device, conf.threads)
-    model, tok, _ = load_model(conf.checkpoint, device)
+    translator = load(conf.checkpoint, device)
     if conf.input:
         lines = read_lines(conf.input)
     else:
@@ -53,8 +35,8 @@ def translate_main(cfg: DictConfig) -> None:
     if refs is not None and len(refs) != len(lines):
         raise ValueError(f"{conf.reference} has {len(refs)} lines but the input has "
                          f"{len(lines)}")
-    results = translate(model, tok, lines, conf.search, device, alignments=conf.heatmaps,
-                        progress=bool(conf.output))
+    results = translator.translate_with(lines, conf.search, alignments=conf.heatmaps,
+                                        progress=bool(conf.output))
     out = open(conf.output, "w", encoding="utf-8") if conf.output else sys.stdout
     try:
         for r in results:

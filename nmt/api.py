@@ -1,0 +1,96 @@
+"""The Python API: load a checkpoint, or several as an ensemble, and translate lines.
+
+    import nmt
+    t = nmt.load("outputs/run/checkpoints/best.pt", device="cpu")
+    for r in t.translate(["A dog runs in the snow."], beam_size=5, alignments=True):
+        print(r.text, r.score, r.alignment.shape)
+
+The command-line tools and nmt-compare load and run models through this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from nmt import checkpoint
+from nmt.data.tokenizer import Tokenizer
+from nmt.ensemble import Ensemble
+from nmt.model.seq2seq import Seq2Seq, build_model
+from nmt.translate import SearchOptions, Translation, translate
+
+PathLike = str | os.PathLike
+
+
+def load_model(path: PathLike, device: torch.device | str = "cpu"
+               ) -> tuple[Seq2Seq, Tokenizer, dict]:
+    """Model (in eval mode), tokenizer and config from a self-contained checkpoint."""
+    device = torch.device(device)
+    ckpt = checkpoint.load(path, device)
+    cfg = ckpt["config"]
+    tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
+    model = build_model(cfg["model"], cfg["attention"], len(tok), cfg.get("decoder"))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise checkpoint.CheckpointError(f"{path}: weights do not match the stored config "
+                                         f"({str(err).splitlines()[0]})") from err
+    return model.to(device).eval(), tok, cfg
+
+
+class Translator:
+    """A loaded model (or ensemble) with its tokenizer; `translate` gives one result per line."""
+
+    def __init__(self, model: Seq2Seq | Ensemble, tokenizer: Tokenizer, configs: list[dict],
+                 device: torch.device, paths: list[str]):
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.configs, self.paths = configs, paths
+
+    @property
+    def config(self) -> dict:
+        """The config of the (first) model, as trained."""
+        return self.configs[0]
+
+    def translate(self, lines: Sequence[str] | str, beam_size: int = 5, alpha: float = 0.6,
+                  nbest: int = 1, alignments: bool = False, max_len_ratio: float = 1.5,
+                  max_len_offset: int = 10, batch_tokens: int = 4000,
+                  progress: bool = False) -> list[Translation]:
+        """Translate each line (a single string is one line). Each result has `text`, `score`,
+        `nbest` [(text, score)], `src_pieces`, `tgt_pieces` and, with alignments=True,
+        `alignment` [target pieces, source pieces] (and `heads` for multi-head attention)."""
+        opts = SearchOptions(beam_size=beam_size, alpha=alpha, nbest=nbest,
+                             max_len_ratio=max_len_ratio, max_len_offset=max_len_offset,
+                             batch_tokens=batch_tokens)
+        return self.translate_with(lines, opts, alignments, progress)
+
+    def translate_with(self, lines: Sequence[str] | str, opts: SearchOptions,
+                       alignments: bool = False, progress: bool = False) -> list[Translation]:
+        if isinstance(lines, str):
+            lines = [lines]
+        return translate(self.model, self.tokenizer, list(lines), opts, self.device,
+                         alignments=alignments, progress=progress)
+
+
+def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str = "cpu"
+         ) -> Translator:
+    """A Translator for one checkpoint, or for several (an ensemble: each step averages the
+    models' log-probabilities). Ensemble members must share one vocabulary."""
+    paths = [checkpoints] if isinstance(checkpoints, str | os.PathLike) else list(checkpoints)
+    if not paths:
+        raise ValueError("no checkpoint given")
+    device = torch.device(device)
+    models, configs, tok = [], [], None
+    for path in paths:
+        model, this_tok, cfg = load_model(path, device)
+        if tok is not None and this_tok.proto != tok.proto:
+            raise checkpoint.CheckpointError(
+                f"{path}: trained with another vocabulary than {paths[0]}; an ensemble needs "
+                "models of one vocabulary (the same training data and SentencePiece settings)")
+        tok = tok or this_tok
+        models.append(model)
+        configs.append(cfg)
+    model = models[0] if len(models) == 1 else Ensemble(models).eval()
+    return Translator(model, tok, configs, device, [str(Path(p)) for p in paths])
