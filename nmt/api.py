@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -56,22 +57,34 @@ class Translator:
 
     def translate(self, lines: Sequence[str] | str, beam_size: int = 5, alpha: float = 0.6,
                   nbest: int = 1, alignments: bool = False, max_len_ratio: float = 1.5,
-                  max_len_offset: int = 10, batch_tokens: int = 4000,
-                  progress: bool = False) -> list[Translation]:
+                  max_len_offset: int = 10, batch_tokens: int = 4000, max_src_len: int = 0,
+                  max_out_len: int = 400, progress: bool = False) -> list[Translation]:
         """Translate each line (a single string is one line). Each result has `text`, `score`,
         `nbest` [(text, score)], `src_pieces`, `tgt_pieces` and, with alignments=True,
-        `alignment` [target pieces, source pieces] (and `heads` for multi-head attention)."""
+        `alignment` [target pieces, source pieces] (and `heads` for multi-head attention).
+        Sources longer than max_src_len pieces (0: the training limit) are cut with a warning;
+        no output is longer than max_out_len pieces."""
         opts = SearchOptions(beam_size=beam_size, alpha=alpha, nbest=nbest,
                              max_len_ratio=max_len_ratio, max_len_offset=max_len_offset,
+                             max_out_len=max_out_len, max_src_len=max_src_len,
                              batch_tokens=batch_tokens)
         return self.translate_with(lines, opts, alignments, progress)
 
     def translate_with(self, lines: Sequence[str] | str, opts: SearchOptions,
-                       alignments: bool = False, progress: bool = False) -> list[Translation]:
+                       alignments: bool = False, progress: bool = False,
+                       first_line: int = 1) -> list[Translation]:
+        """translate() with a SearchOptions; `first_line` numbers the lines in warnings."""
         if isinstance(lines, str):
             lines = [lines]
+        if not opts.max_src_len:
+            opts = replace(opts, max_src_len=self.max_src_len)
         return translate(self.model, self.tokenizer, list(lines), opts, self.device,
-                         alignments=alignments, progress=progress)
+                         alignments=alignments, progress=progress, first_line=first_line)
+
+    @property
+    def max_src_len(self) -> int:
+        """The longest source the models were trained on (pieces), the default cut."""
+        return min(int(c.get("data", {}).get("max_len", 0) or 0) or 10**9 for c in self.configs)
 
 
 def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str = "cpu"

@@ -14,6 +14,9 @@ class SearchOptions:
     nbest: int = 1
     max_len_ratio: float = 1.5           # output length limit: ratio * source length + offset
     max_len_offset: int = 10
+    max_out_len: int = 400               # absolute cap on output pieces, whatever the source
+    max_src_len: int = 0                 # longer sources are cut (with a warning); 0: the
+    #                                      model's training limit data.max_len
     batch_tokens: int = 4000             # padded source tokens per decoding batch
 
 
@@ -146,6 +149,8 @@ class TranslateConfig:
     heatmap_dir: str | None = None    # default: <hydra run dir>/heatmaps
     max_heatmaps: int = 100
     heatmap_heads: bool = False       # multi-head attention: also <line>.heads.png, one per head
+    chunk_lines: int = 2000           # lines read, translated and written at a time (a terminal
+    #                                   on stdin: each line as it is typed)
     device: str = "auto"
     threads: int = 0
     search: SearchOptions = field(default_factory=SearchOptions)

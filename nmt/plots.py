@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,8 +17,10 @@ def heatmap(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[str],
     """alignment [T, S]: rows are target pieces, columns source pieces."""
     a = alignment.float().numpy()
     T, S = a.shape
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * S + 2), max(3.0, 0.3 * T + 1.5)))
-    ax.imshow(a, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.35 * S + 2.8), max(3.0, 0.3 * T + 1.5)))
+    image = ax.imshow(a, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",
+                      interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     ax.set_xticks(range(S))
     ax.set_xticklabels(src_pieces[:S], rotation=90, fontsize=8)
     ax.set_yticks(range(T))
@@ -32,12 +33,6 @@ def heatmap(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[str],
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def write_alignments_jsonl(records: list[dict], path: str | os.PathLike) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def bleu_bars(labels: list[str], values: list[float], cis: list[tuple[float, float]],

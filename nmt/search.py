@@ -46,8 +46,10 @@ def hypothesis(tokens: list[int], score: float, record: Tensor | None, length: i
     return Hypothesis(tokens, score, record[:, 0], ended, record[:, 1:])
 
 
-def max_lengths(src_len: Tensor, ratio: float, offset: int) -> Tensor:
-    return (src_len.float() * ratio + offset).long().clamp(min=1)
+def max_lengths(src_len: Tensor, ratio: float, offset: int, cap: int = 0) -> Tensor:
+    """Output length limits: ratio * source length + offset, at most `cap` (0: no cap)."""
+    limit = (src_len.float() * ratio + offset).long().clamp(min=1)
+    return limit.clamp(max=cap) if cap > 0 else limit
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -57,12 +59,13 @@ def length_penalty(length: int, alpha: float) -> float:
 
 @torch.inference_mode()
 def greedy(model: Decodable, src: Tensor, src_len: Tensor, max_len_ratio: float = 1.5,
-           max_len_offset: int = 10, alignments: bool = False) -> list[list[Hypothesis]]:
+           max_len_offset: int = 10, alignments: bool = False, max_out_len: int = 0
+           ) -> list[list[Hypothesis]]:
     """Argmax decoding of a batch. Returns one hypothesis per sentence."""
     model.eval()
     mem, state = model.encode(src, src_len)
     B = src.shape[0]
-    limit = max_lengths(src_len, max_len_ratio, max_len_offset).tolist()
+    limit = max_lengths(src_len, max_len_ratio, max_len_offset, max_out_len).tolist()
     rows = torch.arange(B, device=src.device)           # original index of each live row
     tokens = torch.full((B,), BOS, dtype=torch.long, device=src.device)
     out_tokens: list[list[int]] = [[] for _ in range(B)]
@@ -103,7 +106,8 @@ def greedy(model: Decodable, src: Tensor, src_len: Tensor, max_len_ratio: float 
 @torch.inference_mode()
 def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int = 5,
                 alpha: float = 0.6, nbest: int = 1, max_len_ratio: float = 1.5,
-                max_len_offset: int = 10, alignments: bool = False) -> list[list[Hypothesis]]:
+                max_len_offset: int = 10, alignments: bool = False, max_out_len: int = 0
+                ) -> list[list[Hypothesis]]:
     """Beam search over a batch (beams flattened into the batch axis).
 
     Each step keeps the `beam_size` best unfinished extensions of every sentence among its
@@ -119,7 +123,7 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
     mem, state = model.encode(src, src_len)
     tile = torch.arange(B, device=dev).repeat_interleave(k)
     mem, state = mem.index_select(tile), state.index_select(tile)
-    limit = max_lengths(src_len, max_len_ratio, max_len_offset).tolist()
+    limit = max_lengths(src_len, max_len_ratio, max_len_offset, max_out_len).tolist()
     lengths = src_len.tolist()
     sents = list(range(B))                                 # original index of each live sentence
     scores = torch.full((B, k), float("-inf"), device=dev)
@@ -195,9 +199,10 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
 
 def decode(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int = 1, alpha: float = 0.6,
            nbest: int = 1, max_len_ratio: float = 1.5, max_len_offset: int = 10,
-           alignments: bool = False) -> list[list[Hypothesis]]:
+           alignments: bool = False, max_out_len: int = 0) -> list[list[Hypothesis]]:
     """Greedy when beam_size == 1 (and nbest == 1), beam search otherwise."""
     if beam_size == 1 and nbest == 1:
-        return greedy(model, src, src_len, max_len_ratio, max_len_offset, alignments)
+        return greedy(model, src, src_len, max_len_ratio, max_len_offset, alignments,
+                      max_out_len)
     return beam_search(model, src, src_len, beam_size, alpha, nbest, max_len_ratio,
-                       max_len_offset, alignments)
+                       max_len_offset, alignments, max_out_len)

@@ -299,7 +299,7 @@ class Trainer:
             if h.alignment is not None:
                 heatmap(h.alignment, h.src_pieces, h.tgt_pieces, out_dir / f"{i}.png",
                         title=f"{self.cfg.attention.name} ({self.cfg.decoder.name} decoder), "
-                              f"step {self.progress.step}")
+                              f"step {self.progress.step}, validation sentence {i + 1}")
 
     # ---- training ----------------------------------------------------------------------
     def train_step(self, idx) -> tuple[float, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.ensemble import Ensemble
 from nmt.model.seq2seq import Seq2Seq
 from nmt.search import Hypothesis, decode
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,10 +49,18 @@ def length_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]
 
 def translate(model: Seq2Seq | Ensemble, tok: Tokenizer, lines: list[str], opts: SearchOptions,
               device: torch.device, alignments: bool = False,
-              progress: bool = False) -> list[Translation]:
-    """Translate every line; empty or whitespace-only lines give an empty translation."""
+              progress: bool = False, first_line: int = 1) -> list[Translation]:
+    """Translate every line; empty or whitespace-only lines give an empty translation. Sources
+    longer than opts.max_src_len pieces (if set) are cut, with a warning naming the line
+    (numbered from `first_line`)."""
     model.eval()
     ids = tok.encode([line.strip() for line in lines])
+    if opts.max_src_len > 0:
+        for i, s in enumerate(ids):
+            if len(s) > opts.max_src_len:
+                log.warning("line %d: %d source pieces, cut to the first %d "
+                            "(search.max_src_len)", first_line + i, len(s), opts.max_src_len)
+                ids[i] = s[:opts.max_src_len]
     todo = [i for i, s in enumerate(ids) if s]
     results: list[Translation | None] = [None] * len(lines)
     for i in range(len(lines)):
@@ -60,7 +71,7 @@ def translate(model: Seq2Seq | Ensemble, tok: Tokenizer, lines: list[str], opts:
         rows = [todo[j] for j in batch]
         src, src_len = pad_sources([ids[i] for i in rows])
         hyps = decode(model, src.to(device), src_len, opts.beam_size, opts.alpha, opts.nbest,
-                      opts.max_len_ratio, opts.max_len_offset, alignments)
+                      opts.max_len_ratio, opts.max_len_offset, alignments, opts.max_out_len)
         for i, h in zip(rows, hyps, strict=True):
             results[i] = _result(tok, ids[i], h)
         bar.update(len(rows))

@@ -2,74 +2,123 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from nmt.api import load
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.config import TranslateConfig
-from nmt.data.corpus import decode_lines, read_lines
+from nmt.data.corpus import decode_lines, iter_lines, read_lines
 from nmt.evaluate import score
-from nmt.plots import head_grid, heatmap, write_alignments_jsonl
+from nmt.plots import head_grid, heatmap
 from nmt.train import setup_device
+from nmt.translate import Translation
 
 log = logging.getLogger("nmt")
 register_schemas()
 
 
+def stdin_lines() -> Iterator[str]:
+    """Standard input line by line (each as soon as it is complete), decoded as the files are."""
+    for number, raw in enumerate(iter(sys.stdin.buffer.readline, b""), start=1):
+        yield from decode_lines(raw, "<stdin>", number)
+
+
+def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    block: list[str] = []
+    for line in lines:
+        block.append(line)
+        if len(block) >= size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+class Alignments:
+    """Heatmaps of the first `limit` lines and alignments.jsonl of every line, written as the
+    translations come (so memory does not grow with the input)."""
+
+    def __init__(self, folder: Path, limit: int, heads: bool):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.limit, self.heads = folder, limit, heads
+        self.jsonl = open(folder / "alignments.jsonl", "w", encoding="utf-8")
+
+    def add(self, line: int, r: Translation, title: str) -> None:
+        if r.alignment is None:
+            self.jsonl.write(json.dumps({"line": line, "src": [], "tgt": [], "alignment": []})
+                             + "\n")
+            return
+        rows = [[round(x, 5) for x in row] for row in r.alignment.tolist()]
+        self.jsonl.write(json.dumps({"line": line, "src": r.src_pieces, "tgt": r.tgt_pieces,
+                                     "alignment": rows}, ensure_ascii=False) + "\n")
+        if line <= self.limit:
+            heatmap(r.alignment, r.src_pieces, r.tgt_pieces, self.folder / f"{line}.png",
+                    title=title)
+            if self.heads and r.heads is not None:
+                head_grid(r.heads, r.src_pieces, r.tgt_pieces, self.folder / f"{line}.heads.png",
+                          title=f"{title}: each head")
+
+    def close(self) -> None:
+        self.jsonl.close()
+
+
 @user_errors
 def translate_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, TranslateConfig)
+    if conf.chunk_lines < 1:
+        raise ValueError(f"chunk_lines={conf.chunk_lines}: must be at least 1")
     device = setup_device(conf.device, conf.threads)
     translator = load(conf.checkpoint, device)
-    if conf.input:
-        lines = read_lines(conf.input)
-    else:
-        lines = decode_lines(sys.stdin.buffer.read(), "<stdin>")
-    refs = read_lines(conf.reference) if conf.reference else None
-    if refs is not None and len(refs) != len(lines):
-        raise ValueError(f"{conf.reference} has {len(refs)} lines but the input has "
-                         f"{len(lines)}")
-    results = translator.translate_with(lines, conf.search, alignments=conf.heatmaps,
-                                        progress=bool(conf.output))
-    out = open(conf.output, "w", encoding="utf-8") if conf.output else sys.stdout
-    try:
-        for r in results:
-            if conf.search.nbest > 1:
-                out.write("\t".join(f"{s:.4f} {t}" for t, s in r.nbest) + "\n")
-            else:
-                out.write(r.text + "\n")
-    finally:
-        if conf.output:
-            out.close()
-        else:
-            out.flush()
-    if refs is not None:
-        s = score([r.text for r in results], refs)
-        print(s.line(), file=sys.stderr)
+    interactive = not conf.input and sys.stdin.isatty()
+    lines = iter_lines(conf.input) if conf.input else stdin_lines()
+    hyps: list[str] | None = [] if conf.reference else None   # kept only to score them
+    maps = None
     if conf.heatmaps:
         folder = Path(conf.heatmap_dir or Path(HydraConfig.get().runtime.output_dir) / "heatmaps")
-        folder.mkdir(parents=True, exist_ok=True)
-        records = []
-        for i, r in enumerate(results):
-            if r.alignment is None:
-                records.append({"line": i + 1, "src": [], "tgt": [], "alignment": []})
-                continue
-            records.append({"line": i + 1, "src": r.src_pieces, "tgt": r.tgt_pieces,
-                            "alignment": [[round(x, 5) for x in row]
-                                          for row in r.alignment.tolist()]})
-            if i < conf.max_heatmaps:
-                heatmap(r.alignment, r.src_pieces, r.tgt_pieces, folder / f"{i + 1}.png")
-                if conf.heatmap_heads and r.heads is not None:
-                    head_grid(r.heads, r.src_pieces, r.tgt_pieces, folder / f"{i + 1}.heads.png",
-                              title=f"line {i + 1}: each head")
-        write_alignments_jsonl(records, folder / "alignments.jsonl")
-        print(f"heatmaps: {folder}", file=sys.stderr)
+        maps = Alignments(folder, conf.max_heatmaps, conf.heatmap_heads)
+    beam = conf.search.beam_size > 1 or conf.search.nbest > 1
+    out = open(conf.output, "w", encoding="utf-8") if conf.output else sys.stdout
+    bar = tqdm(unit="sent", disable=not conf.output or not sys.stderr.isatty(), leave=False)
+    n = 0
+    try:
+        for block in chunks(lines, 1 if interactive else conf.chunk_lines):
+            results = translator.translate_with(block, conf.search, alignments=conf.heatmaps,
+                                                first_line=n + 1)
+            for line, r in enumerate(results, start=n + 1):
+                if conf.search.nbest > 1:
+                    out.write("\t".join(f"{s:.4f} {t}" for t, s in r.nbest) + "\n")
+                else:
+                    out.write(r.text + "\n")
+                if hyps is not None:
+                    hyps.append(r.text)
+                if maps is not None:
+                    title = f"line {line}" + (f", score {r.score:.3f}" if beam else "")
+                    maps.add(line, r, title)
+            out.flush()
+            n += len(block)
+            bar.update(len(block))
+    finally:
+        bar.close()
+        if conf.output:
+            out.close()
+        if maps is not None:
+            maps.close()
+    if maps is not None:
+        print(f"heatmaps: {maps.folder}", file=sys.stderr)
+    if hyps is not None:
+        refs = read_lines(conf.reference)
+        if len(refs) != n:
+            raise ValueError(f"{conf.reference} has {len(refs)} lines but the input has {n}")
+        print(score(hyps, refs).line(), file=sys.stderr)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="translate")

@@ -1,0 +1,106 @@
+"""nmt-translate as a stream: chunks in order, a terminal answered line by line, and lines too
+long for the model cut with a warning instead of hanging."""
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import nmt
+from nmt import checkpoint
+from nmt.data.tokenizer import train_or_load
+from nmt.model.seq2seq import ModelSpec, Seq2Seq
+from tests.test_dataset import SRC, TGT
+
+MODEL = {"emb_size": 16, "hidden_size": 16, "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """An (untrained) tiny model saved as a self-contained checkpoint: it babbles up to the
+    length limit, which is what the caps are for."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    tok = train_or_load(SRC + TGT, "t", folder, vocab_size=120)
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelSpec(vocab_size=len(tok), **MODEL), "bahdanau")
+    path = folder / "model.pt"
+    checkpoint.save({"model": model.state_dict(), "tokenizer": torch.frombuffer(
+        bytearray(tok.proto), dtype=torch.uint8), "config": {
+        "model": MODEL, "attention": {"name": "bahdanau"}, "decoder": {"name": "luong"},
+        "data": {"max_len": 50}}}, path)
+    return path
+
+
+def cli(ckpt, tmp_path, *args, **kw):
+    return subprocess.run([sys.executable, "-m", "nmt.cli.translate", f"checkpoint={ckpt}",
+                           f"hydra.run.dir={tmp_path / 'run'}", *args], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=kw.pop("timeout", 300), **kw)
+
+
+def test_chunks_give_the_lines_in_order(ckpt, tmp_path):
+    lines = SRC[:7] + ["", "  "] + SRC[7:12]
+    (tmp_path / "in.txt").write_text("".join(x + "\n" for x in lines))
+    outs = []
+    for chunk in (1, 3, 1000):
+        res = cli(ckpt, tmp_path, f"input={tmp_path / 'in.txt'}", f"chunk_lines={chunk}",
+                  "search.beam_size=2", "heatmaps=true", "max_heatmaps=2",
+                  f"heatmap_dir={tmp_path / f'maps{chunk}'}")
+        assert res.returncode == 0, res.stderr[-2000:]
+        outs.append(res.stdout.split("\n")[:-1])
+        rows = (tmp_path / f"maps{chunk}" / "alignments.jsonl").read_text().splitlines()
+        assert len(rows) == len(lines)
+        assert sorted(p.name for p in (tmp_path / f"maps{chunk}").glob("*.png")) == \
+            ["1.png", "2.png"]
+    assert len(outs[0]) == len(lines) and outs[0] == outs[1] == outs[2]
+    assert outs[0][7] == outs[0][8] == ""
+
+
+def test_a_terminal_gets_each_translation_as_its_line_is_typed(ckpt, tmp_path):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "nmt.cli.translate", f"checkpoint={ckpt}",
+                             f"hydra.run.dir={tmp_path / 'run'}"], stdin=slave,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    os.close(slave)
+    try:
+        os.write(master, (SRC[0] + "\n").encode())
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "no translation before the end of input"
+        first = proc.stdout.readline()
+        assert first.endswith(b"\n") and proc.poll() is None, "answered before end of input"
+        os.write(master, (SRC[1] + "\n").encode() + b"\x04")   # a second line, then Ctrl-D
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=120) == 0
+        assert rest.count(b"\n") == 1
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("line", [(" ".join(SRC) * 200)[:100_000], " ".join(["word"] * 20_000)],
+                         ids=["100k-characters", "20k-words"])
+def test_a_pathological_line_is_cut_with_a_warning_and_translates_quickly(ckpt, tmp_path,
+                                                                           line):
+    (tmp_path / "in.txt").write_text(SRC[0] + "\n" + line + "\n" + SRC[1] + "\n")
+    start = time.time()
+    res = cli(ckpt, tmp_path, f"input={tmp_path / 'in.txt'}", "search.beam_size=5",
+              timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert time.time() - start < 120
+    assert len(res.stdout.split("\n")[:-1]) == 3
+    assert "line 2:" in res.stderr and "cut to the first 50" in res.stderr
+
+
+def test_outputs_are_capped_and_the_cut_is_configurable(ckpt):
+    t = nmt.load(ckpt)
+    long_line = " ".join(SRC[:20])
+    [r] = t.translate([long_line], beam_size=1, max_out_len=7)
+    assert len(r.tgt_pieces) <= 7
+    [cut] = t.translate([long_line], beam_size=1, max_src_len=5, alignments=True)
+    assert len(cut.src_pieces) == 6   # five pieces and </s>
+    assert t.max_src_len == 50
