@@ -243,7 +243,7 @@ def ensure_joey() -> Path:
 
 def prepare_joey_files(batch_tokens: int) -> Path:
     """Plain-text splits, our SentencePiece model, a Joey vocabulary file and config."""
-    from nmt.train import prepare_data
+    from nmt.data.prepare import prepare_data
 
     cfg = train_config("bahdanau", batch_tokens, 1)
     data = prepare_data(cfg.data)

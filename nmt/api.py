@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from nmt import checkpoint
+from nmt.checks import check_config
 from nmt.data.tokenizer import Tokenizer
 from nmt.ensemble import Ensemble
 from nmt.model.seq2seq import Seq2Seq, build_model
@@ -76,6 +77,7 @@ class Translator:
         """translate() with a SearchOptions; `first_line` numbers the lines in warnings."""
         if isinstance(lines, str):
             lines = [lines]
+        check_config(opts)
         if not opts.max_src_len:
             opts = replace(opts, max_src_len=self.max_src_len)
         return translate(self.model, self.tokenizer, list(lines), opts, self.device,

@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 
 from nmt import checkpoint
 from nmt.analysis import bleu_by_length, convergence, time_to_fraction
-from nmt.api import load_model
+from nmt.api import load
+from nmt.config import SearchOptions
 from nmt.data.corpus import find_file, read_lines
 from nmt.evaluate import (
     bootstrap_ci,
@@ -30,7 +31,6 @@ from nmt.evaluate import (
     score_from_stats,
     sentence_stats,
 )
-from nmt.translate import SearchOptions, translate
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class Run:
     hyps: dict[str, list[str]] = field(default_factory=dict)       # test set -> outputs
     decode_speed: dict[str, float] = field(default_factory=dict)   # test set -> sentences/s
     params: int = 0
+    aligned: list = field(default_factory=list)  # first test set's first sentences, with
+    #                                              alignments (Translation), for the report
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
@@ -105,31 +107,42 @@ def test_files(cfg: dict, name: str) -> tuple[Path, Path]:
                                                                       data["tgt_lang"])
 
 
-def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torch.device
-               ) -> None:
-    """Fill run.hyps: reuse the run's own test outputs when they used the same search."""
+def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torch.device,
+               align: int = 0) -> None:
+    """Fill run.hyps: reuse the run's own test outputs when they used the same search. With
+    align > 0 and a best.pt, also fill run.aligned: the first `align` sentences of test_sets[0]
+    with their alignments (part of the same decoding when that set is decoded here)."""
 
-    model = tok = None
+    best = run.path / "checkpoints" / "best.pt"
+    translator = None
     stored = run.summary.get("test", {})
-    for name in test_sets:
+    for k, name in enumerate(test_sets):
+        want = align if k == 0 and best.is_file() else 0
         out = run.path / "test" / f"{name}.{run.config['data']['tgt_lang']}"
         same = (name in stored and stored[name].get("beam") == opts.beam_size
                 and abs(stored[name].get("alpha", -1) - opts.alpha) < 1e-9)
         if same and out.is_file():
             run.hyps[name] = read_lines(out)
             run.decode_speed[name] = stored[name].get("sentences_per_s", float("nan"))
+            if want:
+                translator = translator or load(best, device)
+                src = read_lines(test_files(run.config, name)[0])[:want]
+                run.aligned = translator.translate_with(src, opts, alignments=True)
             continue
-        if model is None:
-            best = run.path / "checkpoints" / "best.pt"
+        if translator is None:
             if not best.is_file():
                 raise FileNotFoundError(
                     f"{best}: missing, and the run's own {name} outputs were made with another "
                     "search; compare with the run's settings (search.beam_size, search.alpha)")
-            model, tok, _ = load_model(best, device)
+            translator = load(best, device)
         src = read_lines(test_files(run.config, name)[0])
         start = time.time()
-        run.hyps[name] = [t.text for t in translate(model, tok, src, opts, device)]
+        # Only the report's sentences pay for recording alignments.
+        head = translator.translate_with(src[:want], opts, alignments=True) if want else []
+        rest = translator.translate_with(src[len(head):], opts) if len(src) > len(head) else []
+        run.hyps[name] = [t.text for t in head + rest]
         run.decode_speed[name] = len(src) / max(time.time() - start, 1e-9)
+        run.aligned = head or run.aligned
     run.params = run.summary.get("parameters", 0)
     if not run.params:
         ckpt = checkpoint.load(run.path / "checkpoints" / "best.pt")
@@ -225,13 +238,14 @@ def spread(row: dict, key: str) -> str:
     return f"{row[key]:.2f}"
 
 
-def markdown_table(rows: list[dict], test_sets: list[str], baseline: str) -> str:
+def table_cells(rows: list[dict], test_sets: list[str], baseline: str) -> list[list[str]]:
+    """The results table as text cells: a header row, then one row per variant."""
     head = ["variant", "status", "seeds"]
     for name in test_sets:
         head += [f"BLEU {name}", "95% CI", f"p vs {baseline}", f"chrF {name}"]
     head += ["params", "train min", "min to 95%", "converged", "train tok/s", "decode sent/s",
              "best step"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = [head]
     for r in rows:
         cells = [r["variant"], r["status"], r["seeds"]]
         for name in test_sets:
@@ -246,7 +260,14 @@ def markdown_table(rows: list[dict], test_sets: list[str], baseline: str) -> str
                   fmt(r.get("train_minutes"), 1), fmt(r.get("minutes_to_95"), 1),
                   r.get("convergence", ""), fmt(r.get("train_tokens_per_s"), 0),
                   fmt(dec[0] if dec else None, 1), fmt(r.get("best_step"), 0)]
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    return table
+
+
+def markdown_table(rows: list[dict], test_sets: list[str], baseline: str) -> str:
+    head, *body = table_cells(rows, test_sets, baseline)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines) + "\n"
 
 

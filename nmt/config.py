@@ -117,6 +117,9 @@ class LoopConfig:
     #                                      (checkpoints/step<k>.pt) for nmt-average
     test_beam: int = 5                   # final decoding of data.test with best.pt (0: skip)
     test_alpha: float = 0.6
+    save_every_minutes: float = 10.0     # also write last.pt this often between validations,
+    #                                      so a killed run loses at most that much (0: off)
+    tensorboard: bool = False            # also log to <run>/tensorboard (nmt[tensorboard])
 
 
 @dataclass
@@ -149,6 +152,8 @@ class TranslateConfig:
     heatmap_dir: str | None = None    # default: <hydra run dir>/heatmaps
     max_heatmaps: int = 100
     heatmap_heads: bool = False       # multi-head attention: also <line>.heads.png, one per head
+    report_sentences: int = 500       # heatmaps=true: the first N lines in heatmap_dir/
+    #                                   report.html (0: no report)
     chunk_lines: int = 2000           # lines read, translated and written at a time (a terminal
     #                                   on stdin: each line as it is typed)
     device: str = "auto"
@@ -163,6 +168,8 @@ class CompareConfig:
     baseline: str = "bahdanau"           # variant the significance tests compare against
     samples: int = 1000                  # bootstrap / randomization samples
     alignment_sentences: int = 3         # test sentences shown side by side per variant
+    report_sentences: int = 500          # first test set's sentences in report.html, with
+    #                                      every variant's alignments (0: no report)
     output_dir: str | None = None        # default: the Hydra run folder
     device: str = "auto"
     threads: int = 0

@@ -22,8 +22,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 T = TypeVar("T")
-# Ways a run can stop at a step; ranks take the largest any of them reached (see `agree`).
-STOP_REASONS = ("", "max_steps", "max_minutes", "interrupted")
+# Ways a run can stop at a step (or, "checkpoint", save last.pt on the timer); ranks take the
+# largest any of them reached (see `agree`).
+STOP_REASONS = ("", "checkpoint", "max_steps", "max_minutes", "interrupted")
 # Rank 0 preprocesses a corpus and validates while the others wait: allow for that.
 TIMEOUT = timedelta(hours=2)
 

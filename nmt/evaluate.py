@@ -1,11 +1,15 @@
-"""Corpus BLEU and chrF with sacreBLEU (default 13a tokenization on detokenized text)."""
+"""Corpus BLEU and chrF with sacreBLEU (default 13a tokenization on detokenized text), and the
+validation loss."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sacrebleu.metrics import BLEU, CHRF
+
+from nmt.data.dataset import Encoded, make_batch, token_batches
 
 
 @dataclass
@@ -72,3 +76,17 @@ def paired_randomization(name: str, stats_a: np.ndarray, stats_b: np.ndarray,
         if abs(score_from_stats(name, a) - score_from_stats(name, b)) >= real - 1e-9:
             at_least += 1
     return (at_least + 1) / (samples + 1)
+
+
+def validation_loss(model: torch.nn.Module, data: Encoded, batch_tokens: int,
+                    device: torch.device) -> float:
+    """Mean per-token negative log-likelihood of `data` (the model's `loss`, no smoothing)."""
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for idx in token_batches(data, batch_tokens, 0, 0, shuffle=False):
+            b = make_batch(data, idx).to(device)
+            _, nll = model.loss(b.src, b.src_len, b.tgt_in, b.tgt_out)
+            total += float(nll)
+            tokens += b.n_tokens
+    return total / max(tokens, 1)

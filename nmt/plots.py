@@ -9,12 +9,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
 def heatmap(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[str],
             path: str | os.PathLike, title: str | None = None) -> None:
-    """alignment [T, S]: rows are target pieces, columns source pieces."""
+    """alignment [T, S]: rows are target pieces, columns source pieces; saved as a PNG."""
+    fig = heatmap_figure(alignment, src_pieces, tgt_pieces, title)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def heatmap_figure(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[str],
+                   title: str | None = None) -> Figure:
+    """The heatmap with its colour bar and title, as a matplotlib figure."""
     a = alignment.float().numpy()
     T, S = a.shape
     fig, ax = plt.subplots(figsize=(max(4.5, 0.35 * S + 2.8), max(3.0, 0.3 * T + 1.5)))
@@ -30,9 +40,7 @@ def heatmap(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[str],
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def bleu_bars(labels: list[str], values: list[float], cis: list[tuple[float, float]],
@@ -66,26 +74,29 @@ def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.Pa
 
 
 def heatmap_grid(items: list[tuple[str, Tensor, list[str], list[str]]],
-                 path: str | os.PathLike) -> None:
-    """One alignment heatmap per (label, alignment, src pieces, tgt pieces), side by side."""
+                 path: str | os.PathLike, title: str | None = None) -> None:
+    """One alignment heatmap per (label, alignment, src pieces, tgt pieces), side by side, with
+    one colour bar."""
     cols = min(4, len(items))
     rows = (len(items) + cols - 1) // cols
     S = max(len(it[2]) for it in items)
     T = max(len(it[3]) for it in items)
     size = (cols * max(3.0, 0.28 * S + 1.5), rows * max(2.5, 0.25 * T + 1.5))
-    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=size)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=size, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, (label, a, src, tgt) in zip(axes.flat, items, strict=False):
         ax.axis("on")
-        ax.imshow(a.float().numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto",
-                  interpolation="nearest")
+        image = ax.imshow(a.float().numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto",
+                          interpolation="nearest")
         ax.set_xticks(range(len(src)))
         ax.set_xticklabels(src, rotation=90, fontsize=6)
         ax.set_yticks(range(len(tgt)))
         ax.set_yticklabels(tgt, fontsize=6)
         ax.set_title(label, fontsize=8)
-    fig.tight_layout()
+    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, label="attention weight")
+    if title:
+        fig.suptitle(title, fontsize=9)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -97,18 +108,18 @@ def head_grid(heads: Tensor, src_pieces: list[str], tgt_pieces: list[str],
     a = heads.float().numpy()
     T, H, S = a.shape
     fig, axes = plt.subplots(1, H, figsize=(H * max(2.5, 0.22 * S + 1), max(2.5, 0.2 * T + 1.2)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for h, ax in enumerate(axes[0]):
-        ax.imshow(a[:, h], cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",
-                  interpolation="nearest")
+        image = ax.imshow(a[:, h], cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",
+                          interpolation="nearest")
         ax.set_title(f"head {h + 1}", fontsize=8)
         ax.set_xticks(range(S))
         ax.set_xticklabels(src_pieces[:S], rotation=90, fontsize=6)
         ax.set_yticks(range(T))
         ax.set_yticklabels(tgt_pieces[:T] if h == 0 else [], fontsize=6)
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, label="attention weight")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,4 +1,5 @@
-"""The training loop: data preparation, training with periodic validation, checkpoints, resume.
+"""The training loop: training with periodic validation, checkpoints, resume (the data comes
+from nmt.data.prepare).
 
 No command-line code here: `nmt.cli.train` builds a TrainConfig and calls `run`.
 """
@@ -8,9 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -18,101 +18,20 @@ from tqdm import tqdm
 
 from nmt import checkpoint
 from nmt.average import step_checkpoints
-from nmt.config import DataConfig, TrainConfig
-from nmt.data.corpus import (
-    MULTI30K_SHA256,
-    CorpusError,
-    download_multi30k,
-    find_file,
-    read_parallel,
-)
-from nmt.data.dataset import Encoded, encode_pairs, make_batch, token_batches
-from nmt.data.preprocess import log_skipped, prepare_corpus
-from nmt.data.tokenizer import Tokenizer
+from nmt.board import Board
+from nmt.checks import check_config
+from nmt.config import TrainConfig
+from nmt.data.dataset import make_batch, token_batches
+from nmt.data.prepare import Data, prepare_data
+from nmt.device import setup_device
 from nmt.distributed import Dist, rng_state, set_rng_state
-from nmt.evaluate import score
-from nmt.model.seq2seq import Seq2Seq, build_model
+from nmt.evaluate import score, validation_loss
+from nmt.model.seq2seq import build_model
 from nmt.plots import heatmap
+from nmt.signals import StopSignals
 from nmt.translate import SearchOptions, translate
 
 log = logging.getLogger(__name__)
-
-
-def setup_device(name: str, threads: int = 0) -> torch.device:
-    """`auto` picks CUDA when present; `threads` > 0 sets torch's CPU threads."""
-    if threads:
-        torch.set_num_threads(threads)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@dataclass
-class Split:
-    src_path: Path
-    tgt_path: Path
-    src: list[str]
-    tgt: list[str]
-
-
-@dataclass
-class Data:
-    tokenizer: Tokenizer
-    train: Encoded
-    valid: Split
-    valid_enc: Encoded
-    tests: dict[str, Split] = field(default_factory=dict)
-
-
-def split_paths(cfg: DataConfig, split: str) -> tuple[Path, Path]:
-    explicit = {"train": (cfg.train_src, cfg.train_tgt), "valid": (cfg.valid_src, cfg.valid_tgt)}
-    src, tgt = explicit.get(split, (None, None))
-    if src or tgt:
-        if not (src and tgt):
-            raise CorpusError(f"data.{split}_src and data.{split}_tgt must be given together")
-        return Path(src), Path(tgt)
-    name = {"train": cfg.train, "valid": cfg.valid}.get(split, split)
-    return find_file(cfg.root, name, cfg.src_lang), find_file(cfg.root, name, cfg.tgt_lang)
-
-
-def ensure_corpus(cfg: DataConfig) -> None:
-    """Download Multi30k into data.root when it is the corpus asked for and files are missing."""
-    if cfg.train_src or not cfg.download:
-        return
-    wanted = [f"{s}.{lang}.gz" for s in [cfg.train, cfg.valid, *cfg.test]
-              for lang in (cfg.src_lang, cfg.tgt_lang)]
-    missing = [n for n in wanted if not any((Path(cfg.root) / m).is_file()
-                                            for m in (n, n[:-3]))]
-    if missing and all(n in MULTI30K_SHA256 for n in missing):
-        download_multi30k(cfg.root, missing)
-
-
-def load_split(cfg: DataConfig, split: str, limit: int = 0) -> Split:
-    src_path, tgt_path = split_paths(cfg, split)
-    src, tgt = read_parallel(src_path, tgt_path)
-    if limit:
-        src, tgt = src[:limit], tgt[:limit]
-    return Split(src_path, tgt_path, src, tgt)
-
-
-def prepare_data(cfg: DataConfig, threads: int = -1) -> Data:
-    """Tokenizer and encoded training pairs from the preprocessing cache (built when missing,
-    see nmt.data.preprocess), and the validation and test text."""
-    ensure_corpus(cfg)
-    valid = load_split(cfg, "valid", cfg.valid_limit)
-    train = prepare_corpus(cfg, *split_paths(cfg, "train"), threads=threads)
-    log_skipped(train.info)
-    tok, train_enc = train.tokenizer, train.train
-    valid_enc, _ = encode_pairs(tok, valid.src, valid.tgt)
-    log.info("train: %d pairs, %d target pieces; valid: %d pairs; vocabulary %d",
-             len(train_enc), int(train_enc.tgt_lens.sum()), len(valid.src), len(tok))
-    tests = {}
-    for name in cfg.test:
-        try:
-            tests[name] = load_split(cfg, name)
-        except CorpusError as err:
-            log.warning("test set %s skipped: %s", name, err)
-    return Data(tok, train_enc, valid, valid_enc, tests)
 
 
 @dataclass
@@ -129,28 +48,25 @@ class Progress:
     skipped_steps: int = 0        # all non-finite losses
     elapsed: float = 0.0          # training seconds before this process
     finished: str = ""            # why training ended ("" while running)
-
-
-def validation_loss(model: Seq2Seq, data: Encoded, batch_tokens: int, device: torch.device
-                    ) -> float:
-    model.eval()
-    total, tokens = 0.0, 0
-    with torch.no_grad():
-        for idx in token_batches(data, batch_tokens, 0, 0, shuffle=False):
-            b = make_batch(data, idx).to(device)
-            _, nll = model.loss(b.src, b.src_len, b.tgt_in, b.tgt_out)
-            total += float(nll)
-            tokens += b.n_tokens
-    return total / max(tokens, 1)
+    # Since the last validation (so that a run resumed from a timer or signal checkpoint
+    # reports the same training loss and speed): loss sum, its target tokens, all target
+    # tokens, training seconds.
+    window_loss: float = 0.0
+    window_tokens: int = 0
+    window_all_tokens: int = 0
+    window_seconds: float = 0.0
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, data: Data | None = None,
                  dist: Dist | None = None):
+        check_config(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.dist = dist or Dist()
         self.device = self.dist.local_device(setup_device(cfg.device, cfg.threads))
+        self.board = Board(self.run_dir / "tensorboard" if cfg.train.tensorboard
+                           and self.dist.is_main else None)
         self.data = data or self.dist.main_first(lambda: prepare_data(cfg.data,
                                                                       cfg.threads or -1))
         torch.manual_seed(cfg.seed)
@@ -165,7 +81,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.opt, mode="max", factor=o.lr_factor, patience=o.lr_patience, min_lr=o.min_lr)
         self.progress = Progress()
-        self.stop_requested = False
+        self.signals = StopSignals()
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info("model: %s attention, %s decoder, %.2fM parameters, device %s",
                  cfg.attention.name, cfg.decoder.name, n_params / 1e6, self.device)
@@ -265,6 +181,7 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
         log.info("step %d: val loss %.3f ppl %.2f BLEU %.2f chrF %.2f%s", p.step, val_loss,
                  row["val_ppl"], scores.bleu, scores.chrf, " (best)" if improved else "")
+        self.board.valid(p.step, row)
         (self.run_dir / "valid").mkdir(exist_ok=True)
         (self.run_dir / "valid" / f"step{p.step}.hyp").write_text(
             "".join(h.text + "\n" for h in hyps), encoding="utf-8")
@@ -300,6 +217,7 @@ class Trainer:
                 heatmap(h.alignment, h.src_pieces, h.tgt_pieces, out_dir / f"{i}.png",
                         title=f"{self.cfg.attention.name} ({self.cfg.decoder.name} decoder), "
                               f"step {self.progress.step}, validation sentence {i + 1}")
+                self.board.image(f"alignment/{i + 1}", out_dir / f"{i}.png", self.progress.step)
 
     # ---- training ----------------------------------------------------------------------
     def train_step(self, idx) -> tuple[float, int]:
@@ -334,10 +252,8 @@ class Trainer:
         world, rank = self.dist.world_size, self.dist.rank
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        start = time.time()
-        loss_sum, tok_sum, tok_window = 0.0, 0, 0
-        try:
+        start = saved = time.time()   # `start`: training time since then is not in p.elapsed
+        with self.signals:
             while not p.finished and p.epoch < cfg.train.max_epochs:
                 batches = token_batches(self.data.train, cfg.train.batch_tokens, cfg.seed, p.epoch)
                 bar = tqdm(total=len(batches), initial=p.batch_in_epoch, desc=f"epoch {p.epoch}",
@@ -348,7 +264,7 @@ class Trainer:
                     loss, ntok = self.train_step(batches[p.batch_in_epoch + rank])
                     p.batch_in_epoch += world
                     p.step += 1
-                    tok_window += ntok
+                    p.window_all_tokens += ntok
                     if math.isnan(loss):
                         p.bad_steps += 1
                         p.skipped_steps += 1
@@ -360,57 +276,67 @@ class Trainer:
                             break
                     else:
                         p.bad_steps = 0
-                        loss_sum += loss
-                        tok_sum += ntok
-                    seconds = time.time() - start
+                        p.window_loss += loss
+                        p.window_tokens += ntok
+                    fresh = time.time() - start
+                    speed = p.window_all_tokens / max(p.window_seconds + fresh, 1e-9)
                     bar.update(world)
-                    bar.set_postfix(loss=f"{loss_sum / max(tok_sum, 1):.3f}",
-                                    tok_s=f"{tok_window / max(seconds, 1e-9):.0f}")
+                    bar.set_postfix(loss=f"{p.window_loss / max(p.window_tokens, 1):.3f}",
+                                    tok_s=f"{speed:.0f}")
                     if cfg.train.log_every and p.step % cfg.train.log_every == 0:
                         log.info("step %d epoch %d: loss %.3f, %.0f target tokens/s", p.step,
-                                 p.epoch, loss_sum / max(tok_sum, 1),
-                                 tok_window / max(seconds, 1e-9))
-                    reason = self.dist.agree(self.budget_reached(seconds) or (
-                        "interrupted" if self.stop_requested else ""))
-                    if reason == "interrupted":
-                        p.elapsed += seconds
-                        start = time.time()
-                        p.finished = reason
-                        self.save(best=False)
-                        log.info("interrupted: saved %s", self.run_dir / "checkpoints/last.pt")
-                        break
-                    if p.step % cfg.train.valid_every == 0 or reason:
-                        p.elapsed += seconds
-                        row = self.shared_validation(loss_sum / max(tok_sum, 1), tok_window,
-                                                     seconds)
-                        if reason and not p.finished:
+                                 p.epoch, p.window_loss / max(p.window_tokens, 1), speed)
+                        self.board.train(p.step, p.window_loss / max(p.window_tokens, 1), speed)
+                    due = cfg.train.save_every_minutes and \
+                        time.time() - saved >= 60 * cfg.train.save_every_minutes
+                    reason = self.dist.agree(self.budget_reached(fresh) or (
+                        "interrupted" if self.signals.requested else "") or (
+                        "checkpoint" if due else ""))
+                    validating = p.step % cfg.train.valid_every == 0 or reason not in (
+                        "", "checkpoint")
+                    if reason == "interrupted" or (reason == "checkpoint" and not validating):
+                        self.bank_time(time.time() - start)
+                        start = saved = time.time()
+                        if reason == "interrupted":
                             p.finished = reason
-                        self.save(best=row["improved"], validated=True)
-                        loss_sum, tok_sum, tok_window = 0.0, 0, 0
-                        start = time.time()
+                        self.save(best=False)
+                        log.info("%s: saved %s", "interrupted" if p.finished else "timer",
+                                 self.run_dir / "checkpoints" / "last.pt")
+                        continue
+                    if validating:
+                        self.validate_and_save(time.time() - start, reason.replace(
+                            "checkpoint", ""))
+                        start = saved = time.time()
                 bar.close()
                 if p.batch_in_epoch + world > len(batches) and not p.finished:
                     p.epoch += 1
                     p.batch_in_epoch = 0
             if not p.finished:
-                p.finished = "max_epochs"
-                seconds = time.time() - start
-                p.elapsed += seconds
-                row = self.shared_validation(loss_sum / max(tok_sum, 1), tok_window, seconds)
-                self.save(best=row["improved"], validated=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+                self.validate_and_save(time.time() - start, "max_epochs")
+            if p.finished == "interrupted":
+                self.signals.hand_over()
         if p.finished != "interrupted":
             self.save(best=False)
+        self.board.close()
         log.info("training finished (%s) after %d steps, %.1f min; best BLEU %.2f at step %d",
                  p.finished, p.step, p.elapsed / 60, p.best_bleu, p.best_step)
         return p
 
-    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
-        if self.stop_requested:
-            raise KeyboardInterrupt
-        log.warning("Ctrl-C: finishing this step and saving a checkpoint (again to abort)")
-        self.stop_requested = True
+    def bank_time(self, seconds: float) -> None:
+        """Training seconds go into the progress, so that a checkpoint holds them."""
+        self.progress.elapsed += seconds
+        self.progress.window_seconds += seconds
+
+    def validate_and_save(self, seconds: float, reason: str) -> None:
+        """Validate on the window since the last validation, then save (best.pt if better)."""
+        p = self.progress
+        self.bank_time(seconds)
+        row = self.shared_validation(p.window_loss / max(p.window_tokens, 1),
+                                     p.window_all_tokens, p.window_seconds)
+        if reason and not p.finished:
+            p.finished = reason
+        p.window_loss, p.window_tokens, p.window_all_tokens, p.window_seconds = 0.0, 0, 0, 0.0
+        self.save(best=row["improved"], validated=True)
 
     def evaluate_tests(self) -> dict:
         """Decode data.test with best.pt; write hypotheses and scores into the run folder."""
@@ -420,7 +346,8 @@ class Trainer:
         best = self.run_dir / "checkpoints" / "best.pt"
         if best.is_file():
             self.model.load_state_dict(checkpoint.load(best, self.device)["model"])
-        opts = SearchOptions(beam_size=cfg.train.test_beam, alpha=cfg.train.test_alpha)
+        opts = SearchOptions(beam_size=cfg.train.test_beam, alpha=cfg.train.test_alpha,
+                             max_src_len=cfg.data.max_len)   # the cut nmt-translate makes
         results = {}
         out_dir = self.run_dir / "test"
         out_dir.mkdir(exist_ok=True)
@@ -452,7 +379,9 @@ def run(cfg: TrainConfig, run_dir: str | Path, dist: Dist | None = None,
         if not last.is_file():
             raise checkpoint.CheckpointError(f"{last}: nothing to resume from")
         trainer.resume(last)
-        ended = trainer.progress.finished not in ("", "interrupted")
+        if trainer.progress.finished == "interrupted":
+            trainer.progress.finished = ""   # stopped by a signal: it trains on
+        ended = trainer.progress.finished != ""
         if ended:
             log.info("run already finished (%s)", trainer.progress.finished)
         if extend:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.attention import AttentionConfigError
 from nmt.checkpoint import CheckpointError
+from nmt.checks import check_config
 from nmt.config import (
     AverageConfig,
     CompareConfig,
@@ -37,8 +40,10 @@ def register_schemas() -> None:
 
 
 def to_object(cfg: DictConfig, cls: type[T]) -> T:
+    """The config as its dataclass, its values checked (ValueError naming the key)."""
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, cls), type(obj)
+    check_config(obj)
     return obj
 
 
@@ -57,3 +62,24 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
     return wrapper
+
+
+class RunFolderCheck(Callback):
+    """Hydra callback (hydra.callbacks in the command configs): a run or sweep folder that
+    cannot be created stops the command with one line on stderr and exit status 2, where Hydra
+    would print a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        creatable(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        creatable(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def creatable(folder: str, key: str) -> None:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create the run folder {folder} ({err.strerror or err}); "
+              f"set {key}= to a writable folder", file=sys.stderr)
+        sys.exit(2)

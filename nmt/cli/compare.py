@@ -9,14 +9,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nmt.api import load_model
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.compare import compare, decode_run, find_runs, load_run, test_files, write_results
 from nmt.config import CompareConfig
 from nmt.data.corpus import read_lines
+from nmt.device import setup_device
 from nmt.plots import bleu_bars, curves, heatmap_grid, length_lines
-from nmt.train import setup_device
-from nmt.translate import translate
+from nmt.report import compare_report
 
 log = logging.getLogger("nmt")
 register_schemas()
@@ -32,9 +31,14 @@ def compare_main(cfg: DictConfig) -> None:
     if not finished:
         raise ValueError(f"none of the {len(runs)} runs under {paths} finished")
     test_sets = conf.test_sets or finished[0].config["data"]["test"]
+    align = max(conf.report_sentences, conf.alignment_sentences, 0)
+    aligned: set[str] = set()
     for r in finished:
         log.info("decoding %s (%s, seed %d)", r.path, r.label, r.seed)
-        decode_run(r, test_sets, conf.search, device)
+        # Alignments for the report and the grids: one seed per variant is enough.
+        decode_run(r, test_sets, conf.search, device, 0 if r.label in aligned else align)
+        if r.aligned:
+            aligned.add(r.label)
     baseline = conf.baseline if any(r.label == conf.baseline for r in finished) \
         else finished[0].label
     rows, sigs = compare(runs, test_sets, baseline, conf.samples)
@@ -56,24 +60,28 @@ def compare_main(cfg: DictConfig) -> None:
         length_lines({r["variant"]: r[f"{name}.bleu_by_length"] for r in ok_rows
                       if f"{name}.bleu_by_length" in r}, out / f"bleu_by_length_{name}.png",
                      f"{name}, beam {conf.search.beam_size}: BLEU by source length")
-    if conf.alignment_sentences:
-        write_alignment_grids(finished, first, conf, device, out / "alignments")
+    if conf.alignment_sentences > 0:
+        write_alignment_grids(finished, first, conf, out / "alignments")
+    if conf.report_sentences > 0:
+        size = compare_report(runs, rows, test_sets, baseline, conf.search, out / "report.html",
+                              conf.report_sentences)
+        log.info("report.html: %.1f MB", size / 1e6)
     log.info("results in %s", out)
 
 
-def write_alignment_grids(runs, test_set, conf, device, folder: Path) -> None:
+def write_alignment_grids(runs, test_set, conf, folder: Path) -> None:
     src = read_lines(test_files(runs[0].config, test_set)[0])[:conf.alignment_sentences]
     per_variant = {}
     for r in runs:
-        if r.label in per_variant or not (r.path / "checkpoints" / "best.pt").is_file():
-            continue  # one seed per variant; runs kept without weights have no alignments
-        model, tok, _ = load_model(r.path / "checkpoints" / "best.pt", device)
-        per_variant[r.label] = translate(model, tok, src, conf.search, device, alignments=True)
+        if r.label not in per_variant and r.aligned:
+            # one seed per variant; runs kept without weights have no alignments
+            per_variant[r.label] = r.aligned[:len(src)]
     for i in range(len(src)):
         items = [(label, res[i].alignment, res[i].src_pieces, res[i].tgt_pieces)
                  for label, res in per_variant.items() if res[i].alignment is not None]
         if items:
-            heatmap_grid(items, folder / f"{i + 1}.png")
+            heatmap_grid(items, folder / f"{i + 1}.png",
+                         title=f"{test_set}, sentence {i + 1}, beam {conf.search.beam_size}")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="compare")

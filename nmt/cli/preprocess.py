@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.config import PreprocessConfig
+from nmt.data.prepare import ensure_corpus, split_paths
 from nmt.data.preprocess import prepare_corpus
-from nmt.train import ensure_corpus, split_paths
 
 log = logging.getLogger("nmt")
 register_schemas()

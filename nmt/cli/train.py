@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from nmt import checkpoint
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.config import TrainConfig
+from nmt.device import setup_device
 from nmt.distributed import Dist, env_rank, env_world_size, init_from_env
-from nmt.train import run, setup_device
+from nmt.train import run
 
 log = logging.getLogger("nmt")
 register_schemas()
@@ -85,6 +86,13 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
              else "")
     log.debug("config: %s", asdict(conf))
     summary = run(conf, run_dir, dist, extend)
+    hydra_cfg = HydraConfig.get()
+    if (summary["progress"]["finished"] == "interrupted" and hydra_cfg.mode == RunMode.MULTIRUN
+            and hydra_cfg.launcher._target_.endswith("BasicLauncher")):
+        # Ctrl-C or SIGTERM stops the whole sweep, not only this run (the other launchers run
+        # each job in a process of its own, which the signal ends).
+        log.info("sweep stopped; the same command resumes it")
+        sys.exit(0)
     return summary["progress"]["best_bleu"]
 
 

@@ -17,9 +17,9 @@ from nmt.api import load
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.config import TranslateConfig
 from nmt.data.corpus import decode_lines, iter_lines, read_lines
+from nmt.device import setup_device
 from nmt.evaluate import score
 from nmt.plots import head_grid, heatmap
-from nmt.train import setup_device
 from nmt.translate import Translation
 
 log = logging.getLogger("nmt")
@@ -74,8 +74,6 @@ class Alignments:
 @user_errors
 def translate_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, TranslateConfig)
-    if conf.chunk_lines < 1:
-        raise ValueError(f"chunk_lines={conf.chunk_lines}: must be at least 1")
     device = setup_device(conf.device, conf.threads)
     translator = load(conf.checkpoint, device)
     interactive = not conf.input and sys.stdin.isatty()

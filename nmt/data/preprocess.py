@@ -102,7 +102,13 @@ def prepare_corpus(cfg: DataConfig, src: Path, tgt: Path, threads: int = -1) -> 
                             cfg.vocab_size, cfg.spm_model_type, cfg.character_coverage,
                             cfg.spm_sample_size)
         build(tok, src, tgt, folder, cfg.max_len, cfg.train_limit, threads)
-    return load(folder, cache / f"spm-{tok_key}.model")
+    corpus = load(folder, cache / f"spm-{tok_key}.model")
+    if len(corpus.tokenizer) < cfg.vocab_size:
+        # SentencePiece stops early (hard_vocab_limit=False) when the text has too few pieces.
+        log.warning("the SentencePiece vocabulary has %d pieces, fewer than the %d asked for "
+                    "(data.vocab_size): the training text is too small for more",
+                    len(corpus.tokenizer), cfg.vocab_size)
+    return corpus
 
 
 def load(folder: Path, spm_path: Path) -> Corpus:

@@ -1,0 +1,89 @@
+"""Data for a training run: the training cache, validation and test text, Multi30k download."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nmt.config import DataConfig
+from nmt.data.corpus import (
+    MULTI30K_SHA256,
+    CorpusError,
+    download_multi30k,
+    find_file,
+    read_parallel,
+)
+from nmt.data.dataset import Encoded, encode_pairs
+from nmt.data.preprocess import log_skipped, prepare_corpus
+from nmt.data.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    src_path: Path
+    tgt_path: Path
+    src: list[str]
+    tgt: list[str]
+
+
+@dataclass
+class Data:
+    tokenizer: Tokenizer
+    train: Encoded
+    valid: Split
+    valid_enc: Encoded
+    tests: dict[str, Split] = field(default_factory=dict)
+
+
+def split_paths(cfg: DataConfig, split: str) -> tuple[Path, Path]:
+    explicit = {"train": (cfg.train_src, cfg.train_tgt), "valid": (cfg.valid_src, cfg.valid_tgt)}
+    src, tgt = explicit.get(split, (None, None))
+    if src or tgt:
+        if not (src and tgt):
+            raise CorpusError(f"data.{split}_src and data.{split}_tgt must be given together")
+        return Path(src), Path(tgt)
+    name = {"train": cfg.train, "valid": cfg.valid}.get(split, split)
+    return find_file(cfg.root, name, cfg.src_lang), find_file(cfg.root, name, cfg.tgt_lang)
+
+
+def ensure_corpus(cfg: DataConfig) -> None:
+    """Download Multi30k into data.root when it is the corpus asked for and files are missing."""
+    if cfg.train_src or not cfg.download:
+        return
+    wanted = [f"{s}.{lang}.gz" for s in [cfg.train, cfg.valid, *cfg.test]
+              for lang in (cfg.src_lang, cfg.tgt_lang)]
+    missing = [n for n in wanted if not any((Path(cfg.root) / m).is_file()
+                                            for m in (n, n[:-3]))]
+    if missing and all(n in MULTI30K_SHA256 for n in missing):
+        download_multi30k(cfg.root, missing)
+
+
+def load_split(cfg: DataConfig, split: str, limit: int = 0) -> Split:
+    src_path, tgt_path = split_paths(cfg, split)
+    src, tgt = read_parallel(src_path, tgt_path)
+    if limit:
+        src, tgt = src[:limit], tgt[:limit]
+    return Split(src_path, tgt_path, src, tgt)
+
+
+def prepare_data(cfg: DataConfig, threads: int = -1) -> Data:
+    """Tokenizer and encoded training pairs from the preprocessing cache (built when missing,
+    see nmt.data.preprocess), and the validation and test text."""
+    ensure_corpus(cfg)
+    valid = load_split(cfg, "valid", cfg.valid_limit)
+    train = prepare_corpus(cfg, *split_paths(cfg, "train"), threads=threads)
+    log_skipped(train.info)
+    tok, train_enc = train.tokenizer, train.train
+    valid_enc, _ = encode_pairs(tok, valid.src, valid.tgt)
+    log.info("train: %d pairs, %d target pieces; valid: %d pairs; vocabulary %d",
+             len(train_enc), int(train_enc.tgt_lens.sum()), len(valid.src), len(tok))
+    tests = {}
+    for name in cfg.test:
+        try:
+            tests[name] = load_split(cfg, name)
+        except CorpusError as err:
+            log.warning("test set %s skipped: %s", name, err)
+    return Data(tok, train_enc, valid, valid_enc, tests)

@@ -1,0 +1,114 @@
+"""Preemption: SIGTERM stops like Ctrl-C, last.pt is also written on a timer, and a job of
+Hydra's submitit launcher warned by SIGUSR2 saves, is requeued and resumes (submitit's local
+executor stands in for Slurm: the same signal and requeue code, with processes on this machine)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from nmt import checkpoint
+from nmt.train import Trainer
+from tests.test_end_to_end import small_corpus
+from tests.test_reliability import tiny_config
+
+
+@pytest.fixture(scope="module")
+def corpus(multi30k, tmp_path_factory):
+    return small_corpus(multi30k, tmp_path_factory.mktemp("c") / "corpus")
+
+
+def sweep_cmd(corpus, tmp_path, *extra):
+    return [sys.executable, "-m", "nmt.cli.train", "-m", "model=small", f"data.root={corpus}",
+            "data.download=false", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=400",
+            "data.test=[]", "train.valid_every=2", "train.batch_tokens=500",
+            "train.heatmap_sentences=0", "threads=1", "seed=1,2",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra]
+
+
+def test_sigterm_saves_stops_the_sweep_and_the_same_command_resumes(corpus, tmp_path):
+    proc = subprocess.Popen(sweep_cmd(corpus, tmp_path, "train.max_steps=400"), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "sweep" / "0_bahdanau_luong_seed1"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (first / "metrics.jsonl").is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "SIGTERM: finishing this step" in err and "Traceback" not in err
+    last = checkpoint.load(first / "checkpoints" / "last.pt")["progress"]
+    assert last["finished"] == "interrupted" and 2 <= last["step"] < 400
+    assert not (tmp_path / "sweep" / "1_bahdanau_luong_seed2").exists()  # the sweep stopped
+
+    res = subprocess.run(sweep_cmd(corpus, tmp_path, "train.max_steps=8"), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for run in ("0_bahdanau_luong_seed1", "1_bahdanau_luong_seed2"):
+        done = json.loads((tmp_path / "sweep" / run / "summary.json").read_text())
+        assert done["progress"]["finished"] == "max_steps"
+    resumed = json.loads((first / "summary.json").read_text())["progress"]
+    assert resumed["step"] == max(8, last["step"] + 1)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL right after a checkpoint."""
+
+
+def test_timer_checkpoints_resume_exactly_like_the_run_left_alone(corpus, tmp_path):
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    cfg.train = replace(cfg.train, max_steps=6, valid_every=6, save_every_minutes=0)
+    alone = Trainer(cfg, tmp_path / "alone")
+    alone.fit()
+
+    timed = replace(cfg, train=replace(cfg.train, save_every_minutes=1e-9))  # every step
+    trainer = Trainer(timed, tmp_path / "killed")
+    saves = []
+    real_save = trainer.save
+
+    def save(best, validated=False):
+        real_save(best, validated)
+        saves.append((trainer.progress.step, validated))
+        if trainer.progress.step == 4:
+            raise Killed
+
+    trainer.save = save
+    with pytest.raises(Killed):
+        trainer.fit()
+    assert saves == [(1, False), (2, False), (3, False), (4, False)]
+    assert not (tmp_path / "killed" / "metrics.jsonl").exists()
+
+    resumed = Trainer(timed, tmp_path / "killed")
+    resumed.resume(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert resumed.progress.step == 4 and resumed.progress.window_tokens > 0
+    resumed.fit()
+
+    def rows(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x) for x in lines]
+
+    keys = ("step", "epoch", "train_loss", "val_loss", "bleu", "chrf")
+    assert [[r[k] for k in keys] for r in rows("killed")] == \
+        [[r[k] for k in keys] for r in rows("alone")]
+
+
+def test_a_submitit_job_warned_by_sigusr2_saves_is_requeued_and_resumes(corpus, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    # The local executor sends SIGUSR2 30 s before timeout_min; 45 s of training cannot fit
+    # into one job, however fast the machine.
+    cmd = sweep_cmd(corpus, tmp_path, "hydra/launcher=submitit_local",
+                    "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=8",
+                    "train.max_minutes=0.75", "train.valid_every=50")
+    cmd.remove("seed=1,2")
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = tmp_path / "sweep" / "0_bahdanau_luong_seed1"
+    log = (run / "train.log").read_text()
+    assert "SIGUSR2: finishing this step" in log and "Requeued job" in log
+    assert "was interrupted: resuming from its last checkpoint" in log
+    progress = json.loads((run / "summary.json").read_text())["progress"]
+    assert progress["finished"] == "max_minutes"
