@@ -154,8 +154,9 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
             b, row = sents[i], int(src_row[i, j])
             ys = hist[row].tolist()
             align = None
-            if alignments:
-                align = torch.cat([hist_align[row], step_align[row:row + 1]])
+            if alignments:  # EOS can come first, before any history
+                align = step_align[row:row + 1] if hist_align is None else torch.cat(
+                    [hist_align[row], step_align[row:row + 1]])
             if len(finished[b]) < k:
                 finished[b].append(hypothesis(ys, float(top_s[i, j]) / length_penalty(t, alpha),
                                               align, lengths[b]))

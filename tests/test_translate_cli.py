@@ -13,7 +13,7 @@ import torch
 
 import nmt
 from nmt import checkpoint
-from nmt.data.tokenizer import train_or_load
+from nmt.data.tokenizer import EOS, train_or_load
 from nmt.model.seq2seq import ModelSpec, Seq2Seq
 from tests.test_dataset import SRC, TGT
 
@@ -104,3 +104,14 @@ def test_outputs_are_capped_and_the_cut_is_configurable(ckpt):
     [cut] = t.translate([long_line], beam_size=1, max_src_len=5, alignments=True)
     assert len(cut.src_pieces) == 6   # five pieces and </s>
     assert t.max_src_len == 50
+
+
+def test_beam_search_alignments_when_the_end_comes_first(ckpt):
+    t = nmt.load(ckpt)
+    vocab = [m for m in t.model.modules() if isinstance(m, torch.nn.Linear)
+             and m.out_features == len(t.tokenizer) and m.bias is not None]
+    with torch.no_grad():
+        vocab[-1].bias[EOS] = 100.0   # </s> is the best first word
+    [r] = t.translate(["the red dog"], beam_size=3, alignments=True)
+    assert r.text == "" and r.tgt_pieces == ["</s>"]
+    assert r.alignment.shape == (1, len(r.src_pieces))

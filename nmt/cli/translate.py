@@ -20,6 +20,7 @@ from nmt.data.corpus import decode_lines, iter_lines, read_lines
 from nmt.device import setup_device
 from nmt.evaluate import score
 from nmt.plots import head_grid, heatmap
+from nmt.report import ReportLines, model_label
 from nmt.translate import Translation
 
 log = logging.getLogger("nmt")
@@ -83,6 +84,8 @@ def translate_main(cfg: DictConfig) -> None:
     if conf.heatmaps:
         folder = Path(conf.heatmap_dir or Path(HydraConfig.get().runtime.output_dir) / "heatmaps")
         maps = Alignments(folder, conf.max_heatmaps, conf.heatmap_heads)
+    kept = (ReportLines(conf.report_sentences) if maps is not None and conf.report_sentences > 0
+            else None)
     beam = conf.search.beam_size > 1 or conf.search.nbest > 1
     out = open(conf.output, "w", encoding="utf-8") if conf.output else sys.stdout
     bar = tqdm(unit="sent", disable=not conf.output or not sys.stderr.isatty(), leave=False)
@@ -101,6 +104,8 @@ def translate_main(cfg: DictConfig) -> None:
                 if maps is not None:
                     title = f"line {line}" + (f", score {r.score:.3f}" if beam else "")
                     maps.add(line, r, title)
+                if kept is not None:
+                    kept.add(block[line - n - 1], r)
             out.flush()
             n += len(block)
             bar.update(len(block))
@@ -117,6 +122,12 @@ def translate_main(cfg: DictConfig) -> None:
         if len(refs) != n:
             raise ValueError(f"{conf.reference} has {len(refs)} lines but the input has {n}")
         print(score(hyps, refs).line(), file=sys.stderr)
+    if kept is not None:
+        size = kept.write(maps.folder / "report.html", model_label(translator.configs),
+                          conf.reference, subtitle=f"{conf.input or 'stdin'}: the first "
+                          f"{len(kept.sources)} lines, beam {conf.search.beam_size}, length "
+                          f"penalty {conf.search.alpha}, {', '.join(translator.paths)}")
+        print(f"report: {maps.folder / 'report.html'} ({size / 1e6:.1f} MB)", file=sys.stderr)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="translate")
