@@ -40,7 +40,9 @@ def train_tiny(steps: int) -> Path:
            f"train.max_steps={steps}", f"train.valid_every={steps}", "train.batch_tokens=1000",
            "train.heatmap_sentences=0", "train.test_beam=0", "threads=1",
            f"hydra.run.dir={WORK / 'run'}"]
-    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"training the model failed:\n{res.stderr[-2000:]}")
     return best
 
 
