@@ -1,6 +1,7 @@
 """Settings that cannot work, refused at start-up with the key named (the schemas in nmt.config
-check names and types; this checks values). Attention and decoder options are checked where the
-modules are built (nmt.attention, nmt.model)."""
+check names and types; this checks values). Attention and decoder options that depend on the
+mechanism (sizes that must divide, odd kernels, names) are checked where the modules are built
+(nmt.attention, nmt.model)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ RULES: dict[str, dict[str, Rule]] = {
         "enc_layers": POSITIVE, "dec_layers": POSITIVE, "dropout": FRACTION,
         "word_dropout": FRACTION,
     },
+    "AttentionConfig": {
+        "units": NON_NEGATIVE, "sigmoid_noise": NON_NEGATIVE, "filters": POSITIVE,
+        "kernel_size": POSITIVE, "window": POSITIVE, "heads": POSITIVE, "mixtures": POSITIVE,
+        "sigma_min": POSITIVE,
+    },
+    "DecoderConfig": {"readout_size": NON_NEGATIVE},
     "OptimConfig": {
         "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "clip_norm": POSITIVE,
         "lr_factor": (lambda v: 0 < v < 1, "must be above 0 and below 1"),
