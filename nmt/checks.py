@@ -60,9 +60,9 @@ RULES: dict[str, dict[str, Rule]] = {
     "TrainConfig": {"threads": NON_NEGATIVE},
     "PreprocessConfig": {"threads": NON_NEGATIVE},
     "TranslateConfig": {"threads": NON_NEGATIVE, "max_heatmaps": NON_NEGATIVE,
-                        "chunk_lines": POSITIVE},
+                        "chunk_lines": POSITIVE, "report_sentences": NON_NEGATIVE},
     "CompareConfig": {"threads": NON_NEGATIVE, "samples": POSITIVE,
-                      "alignment_sentences": NON_NEGATIVE},
+                      "alignment_sentences": NON_NEGATIVE, "report_sentences": NON_NEGATIVE},
     "AverageConfig": {"last": POSITIVE},
 }
 

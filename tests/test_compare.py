@@ -9,7 +9,9 @@ import matplotlib.image
 import numpy as np
 
 from nmt.evaluate import bootstrap_ci, paired_randomization, score_from_stats, sentence_stats
+from nmt.report import read_report
 from tests.test_end_to_end import small_corpus
+from tests.test_report import CHROMIUM, render
 
 REFS = ["a man rides a horse", "two dogs play in the snow", "a woman reads a book"] * 15
 HYP_A = ["a man rides a horse", "two dogs play in snow", "a woman is reading"] * 15
@@ -90,3 +92,18 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert set(by_length) <= {"1-10", "11-20", "21-30", "31+"}
     assert "BLEU on test_2016_flickr by source length" in (out / "results.md").read_text()
     assert "| location |" in res.stdout and "BLEU test_2016_flickr" in res.stdout
+    # report.html: every test sentence; alignments for the variants that kept their weights.
+    meta, _ = read_report(out / "report.html")
+    assert len(meta["sentences"]) == 12
+    column = {label: v for v, label in enumerate(meta["variants"])}
+    assert set(column) == {"bahdanau", "luong_general", "bahdanau/bahdanau-dec"}
+    first = meta["sentences"][0]["out"]
+    assert "a" in first[column["luong_general"]]
+    assert "a" not in first[column["bahdanau/bahdanau-dec"]]
+    assert [s["out"][column["bahdanau/bahdanau-dec"]]["hyp"] for s in meta["sentences"]] == \
+        (other / "test" / "test_2016_flickr.de").read_text().splitlines()
+    assert [row[0] for row in meta["table"]] == ["variant", *rows]
+    if CHROMIUM:
+        state = render(out / "report.html", tmp_path / "profile")
+        assert state["data-errors"] == "" and state["data-rows"] == "12"
+        assert state["data-heatmaps"] == "2"
