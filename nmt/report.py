@@ -38,9 +38,12 @@ def packed(data: bytes) -> str:
     return base64.b64encode(zlib.compress(data, 9)).decode("ascii")
 
 
+SENTENCE_BLEU = BLEU(effective_order=True)   # as sacrebleu.sentence_bleu
+
+
 def sentence_bleu(hyp: str, ref: str) -> float:
-    """sacreBLEU's sentence BLEU (effective n-gram order, as sacrebleu.sentence_bleu)."""
-    return round(BLEU(effective_order=True).sentence_score(hyp, [ref]).score, 1)
+    """sacreBLEU's sentence BLEU, to one decimal."""
+    return round(SENTENCE_BLEU.sentence_score(hyp, [ref]).score, 1)
 
 
 def text_only(texts: Sequence[str]) -> list[Translation]:
@@ -52,7 +55,7 @@ def sentence_entries(sources: Sequence[str], references: Sequence[str] | None,
                      outputs: dict[str, Sequence[Translation]], matrices: bytearray
                      ) -> list[dict]:
     """One dict per sentence; the alignments go into `matrices`, the dicts hold their offsets.
-    Source pieces are stored once per sentence and again only for a variant whose differ."""
+    Source pieces are stored once per sentence and again only for a variant whose pieces differ."""
     entries = []
     for i, src in enumerate(sources):
         first = next((o[i].src_pieces for o in outputs.values() if o[i].alignment is not None),
