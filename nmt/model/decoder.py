@@ -47,6 +47,18 @@ def gru_cell(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
     return n + z * (h - n)
 
 
+def add_gru_layer(module: nn.Module, in_size: int, hidden_size: int) -> None:
+    """GRU layer 0's parameters w_ih [3H, in], w_hh [3H, H], b_ih, b_hh on `module`, initialised
+    as torch.nn.GRU does (U(-1/sqrt(H), 1/sqrt(H)))."""
+    module.w_ih = nn.Parameter(torch.empty(3 * hidden_size, in_size))
+    module.w_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
+    module.b_ih = nn.Parameter(torch.empty(3 * hidden_size))
+    module.b_hh = nn.Parameter(torch.empty(3 * hidden_size))
+    bound = hidden_size ** -0.5
+    for p in (module.w_ih, module.w_hh, module.b_ih, module.b_hh):
+        nn.init.uniform_(p, -bound, bound)
+
+
 class LuongDecoder(nn.Module):
     def __init__(self, vocab_size: int, emb_size: int, hidden_size: int, layers: int,
                  dropout: float, attention: Attention, input_feeding: bool = True,
@@ -57,13 +69,7 @@ class LuongDecoder(nn.Module):
         in_size = emb_size + (hidden_size if input_feeding else 0)
         # Layer 0 is written out so the embedding half of its input projection can be
         # computed for all target steps at once, before the time loop.
-        self.w_ih = nn.Parameter(torch.empty(3 * hidden_size, in_size))
-        self.w_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
-        self.b_ih = nn.Parameter(torch.empty(3 * hidden_size))
-        self.b_hh = nn.Parameter(torch.empty(3 * hidden_size))
-        bound = hidden_size ** -0.5
-        for p in (self.w_ih, self.w_hh, self.b_ih, self.b_hh):
-            nn.init.uniform_(p, -bound, bound)
+        add_gru_layer(self, in_size, hidden_size)
         self.upper = nn.ModuleList(nn.GRUCell(hidden_size, hidden_size) for _ in range(layers - 1))
         self.attention = attention
         self.combine = nn.Linear(attention.memory_size + hidden_size, hidden_size, bias=False)
@@ -133,13 +139,7 @@ class BahdanauDecoder(nn.Module):
         ctx_size = attention.memory_size
         # Layer 0 written out, as in LuongDecoder: the embedding half of its input projection
         # is computed for all target steps before the loop, the context half per step.
-        self.w_ih = nn.Parameter(torch.empty(3 * hidden_size, emb_size + ctx_size))
-        self.w_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
-        self.b_ih = nn.Parameter(torch.empty(3 * hidden_size))
-        self.b_hh = nn.Parameter(torch.empty(3 * hidden_size))
-        bound = hidden_size ** -0.5
-        for p in (self.w_ih, self.w_hh, self.b_ih, self.b_hh):
-            nn.init.uniform_(p, -bound, bound)
+        add_gru_layer(self, emb_size + ctx_size, hidden_size)
         self.upper = nn.ModuleList(nn.GRUCell(hidden_size, hidden_size) for _ in range(layers - 1))
         self.attention = attention
         self.out_size = readout_size or max(hidden_size // 2, 1)   # l
