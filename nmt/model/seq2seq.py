@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention import Memory, build_attention
@@ -109,9 +108,8 @@ class Seq2Seq(nn.Module):
     def step_logprobs(self, tokens: Tensor, state: DecoderState, mem: Memory, hard: bool = True
                       ) -> tuple[Tensor, Tensor, DecoderState]:
         """One decoding step: tokens [B] -> log-probs [B, V], alignment [B, S], new state."""
-        x_proj = self.decoder.embed_inputs(tokens.unsqueeze(1)).squeeze(1)
-        out, alpha, state = self.decoder.step(x_proj, state, mem, hard=hard)
-        return F.log_softmax(self.output(out).float(), dim=-1), alpha, state
+        logits, norm, alpha, state = self.step_logits(tokens, state, mem, hard)
+        return logits - norm.unsqueeze(1), alpha, state
 
 
 def build_model(model_cfg: dict, attention_cfg: dict, vocab_size: int,
