@@ -141,11 +141,12 @@ def measure_ours_decode(checkpoint: str, beam: int, threads: int) -> dict:
 
     from nmt import checkpoint as ckpt_io
     from nmt.data.tokenizer import Tokenizer
+    from nmt.device import setup_device
     from nmt.evaluate import score
     from nmt.model.seq2seq import build_model
     from nmt.translate import SearchOptions, translate
 
-    torch.set_num_threads(threads)
+    setup_device("cpu", threads)   # as nmt-translate does (threads, allocator)
     ckpt = ckpt_io.load(checkpoint)
     tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
     model = build_model(ckpt["config"]["model"], ckpt["config"]["attention"], len(tok),

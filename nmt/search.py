@@ -121,14 +121,17 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
     k, dev = beam_size, src.device
     B = src.shape[0]
     mem, state = model.encode(src, src_len)
+    # Step 1 extends <s> alone, the same for every beam of a sentence: take it once per
+    # sentence, then give each sentence its k beams (all but the first start at -inf).
+    first = model.step_logits(torch.full((B,), BOS, dtype=torch.long, device=dev), state, mem)
     tile = torch.arange(B, device=dev).repeat_interleave(k)
-    mem, state = mem.index_select(tile), state.index_select(tile)
+    mem = mem.index_select(tile)
     limit = max_lengths(src_len, max_len_ratio, max_len_offset, max_out_len).tolist()
     lengths = src_len.tolist()
     sents = list(range(B))                                 # original index of each live sentence
     scores = torch.full((B, k), float("-inf"), device=dev)
     scores[:, 0] = 0.0
-    tokens = torch.full((B * k,), BOS, dtype=torch.long, device=dev)
+    tokens = torch.full((B * k,), BOS, dtype=torch.long, device=dev)   # <s>: step 1 is `first`
     hist = torch.empty((B * k, 0), dtype=torch.long, device=dev)
     hist_align = None
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
@@ -136,12 +139,16 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
     while sents:
         t += 1
         n = len(sents)
-        logits, norm, attn, state = model.step_logits(tokens, state, mem)
+        logits, norm, attn, state = first if t == 1 else model.step_logits(tokens, state, mem)
         # The 2k best extensions of a sentence are among the 2k best of each of its beams:
         # rank each beam's raw logits, then normalise and add the beam's score to those only.
         w = min(2 * k, logits.shape[-1])
         row_s, row_tok = logits.topk(w, dim=1)                               # [n * k, w]
-        cand = (row_s - norm.unsqueeze(1) + scores.view(-1, 1)).view(n, k * w)
+        row_s = row_s - norm.unsqueeze(1)
+        if t == 1:
+            row_s, row_tok, attn = row_s[tile], row_tok[tile], attn[tile]
+            state = state.index_select(tile)
+        cand = (row_s + scores.view(-1, 1)).view(n, k * w)
         top_s, top_i = cand.topk(min(2 * k, k * w), dim=1)                  # [n, 2k]
         beam, tok = top_i // w, row_tok.view(n, k * w).gather(1, top_i)
         src_row = (torch.arange(n, device=dev).unsqueeze(1) * k + beam)  # [n, 2k] flat rows
