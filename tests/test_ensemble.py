@@ -70,3 +70,27 @@ def test_models_of_different_vocabularies_are_refused():
     other = Seq2Seq(ModelSpec(vocab_size=21, emb_size=8, hidden_size=8), "bahdanau")
     with pytest.raises(ValueError, match="vocabulary"):
         Ensemble([tiny_model("bahdanau"), other])
+
+
+def test_decoding_step_equals_the_differentiable_step():
+    """Under inference mode the models' log-probabilities are summed in place; the result is
+    the mean all the same, and no model's own output is changed by the next one."""
+    models = [tiny_model("bahdanau", "luong"), tiny_model("location", "bahdanau"),
+              tiny_model("scaled_dot", "luong")]
+    with torch.no_grad():
+        for m in models[1:]:
+            for p in m.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    ens = Ensemble(models)
+    src, src_len = tiny_sources()
+    tokens = torch.full((src.shape[0],), 1)
+    with torch.no_grad():
+        mem, state = ens.encode(src, src_len)
+        expected = ens.step_logprobs(tokens, state, mem)
+    with torch.inference_mode():
+        mem, state = ens.encode(src, src_len)
+        got = ens.step_logprobs(tokens, state, mem)
+    torch.testing.assert_close(got[0], expected[0])
+    torch.testing.assert_close(got[1], expected[1])
+    for a, b in zip(got[2].parts, expected[2].parts, strict=True):
+        torch.testing.assert_close(a.hidden, b.hidden)
