@@ -15,6 +15,7 @@ from nmt import checkpoint
 from nmt.attention import AttentionConfigError, build_attention
 from nmt.config import TrainConfig
 from nmt.data.corpus import CorpusError, decode_lines
+from nmt.data.dataset import token_batches
 from nmt.data.tokenizer import train_or_load
 from nmt.model.seq2seq import ModelSpec, Seq2Seq
 from nmt.train import Trainer
@@ -91,6 +92,29 @@ def test_resume_with_another_vocabulary_is_refused(corpus, tmp_path):
     trainer = Trainer(other, tmp_path / "run")
     with pytest.raises(checkpoint.CheckpointError, match="another vocabulary"):
         trainer.resume(tmp_path / "run" / "checkpoints" / "last.pt")
+
+
+def test_a_checkpoint_of_the_unfused_optimizer_resumes_fused(corpus, tmp_path):
+    """Checkpoints written before Adam became fused (or on a device without the fused kernel)
+    resume with this machine's fused Adam, its moments and step counts intact."""
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert all(g["fused"] for g in trainer.opt.param_groups)
+    trainer.fit()
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt = checkpoint.load(path)
+    for g in ckpt["optimizer"]["param_groups"]:
+        g["fused"] = None
+    checkpoint.save(ckpt, path)
+    resumed = Trainer(cfg, tmp_path / "run")
+    resumed.resume(path)
+    assert all(g["fused"] for g in resumed.opt.param_groups)
+    now = resumed.opt.state_dict()["state"]
+    for i, saved in ckpt["optimizer"]["state"].items():
+        torch.testing.assert_close(now[i]["exp_avg_sq"], saved["exp_avg_sq"])
+        assert float(now[i]["step"]) == float(saved["step"]) > 0
+    loss, tokens = resumed.train_step(token_batches(resumed.data.train, 500, 1, 0)[0])
+    assert tokens > 0 and loss == loss   # the fused step runs on the loaded state
 
 
 def test_ctrl_c_saves_and_resume_finishes(corpus, tmp_path):
