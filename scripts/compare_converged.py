@@ -1,0 +1,104 @@
+"""The converged comparison published in benchmarks/RESULTS.md, stage by stage; run it again
+after any interruption and it goes on where it stopped (each stage is a resumable sweep).
+
+    NMT_DATA=../shared/data/multi30k python scripts/compare_converged.py [--until STAGE]
+
+Stages (`experiment=compare`, model=small unless said otherwise):
+  1. seeds  every mechanism of the Luong decoder, seeds 1 and 2;
+  2. bdec   bahdanau and luong_general in the Bahdanau decoder, seeds 1 and 2;
+  3. seed3  a third seed for the five variants with the best mean *validation* BLEU;
+  4. base   model=base for the three best variants and bahdanau (Luong decoder), seeds 1, 2;
+  5. table  nmt-compare over everything finished (small and base in separate tables).
+The selections read validation BLEU only; the test sets are decoded once per run, at its end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEPS = ROOT / "multirun"
+MECHANISMS = ("bahdanau,location,luong_general,normed_bahdanau,scaled_dot,local_p,local_m,"
+              "multihead,gmm,location_smooth,monotonic_bahdanau,monotonic_luong,luong_dot,"
+              "scaled_luong,luong_concat")   # this order: job numbers of the running sweep
+STAGES = ("seeds", "bdec", "seed3", "base", "table")
+
+
+def train(sweep: str, *overrides: str) -> None:
+    data = os.environ.get("NMT_DATA")   # a local Multi30k; unset: downloaded to data/
+    local = [f"data.root={data}", "data.download=false"] if data else []
+    cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides,
+           f"hydra.sweep.dir={SWEEPS / sweep}"]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def finished_runs(*sweeps: str) -> list[Path]:
+    return sorted(p.parent for s in sweeps for p in (SWEEPS / s).glob("*/summary.json"))
+
+
+def variant(run: Path) -> str:
+    cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    name, decoder = cfg["attention"]["name"], cfg.get("decoder", {}).get("name", "luong")
+    return name if decoder == "luong" else f"{name}/bahdanau-dec"
+
+
+def ranked_by_validation(*sweeps: str) -> list[str]:
+    """Variants by their mean best validation BLEU over seeds, best first."""
+    scores: dict[str, list[float]] = {}
+    for run in finished_runs(*sweeps):
+        best = json.loads((run / "summary.json").read_text())["progress"]["best_bleu"]
+        scores.setdefault(variant(run), []).append(best)
+    return sorted(scores, key=lambda v: -statistics.mean(scores[v]))
+
+
+def by_decoder(variants: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for v in variants:
+        name, _, dec = v.partition("/")
+        out.setdefault("bahdanau" if dec else "luong", []).append(name)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--until", choices=STAGES, default="table")
+    a = ap.parse_args()
+    stages = STAGES[:STAGES.index(a.until) + 1]
+    first = ("compare_converged", "compare_converged_bdec")   # seeds 1, 2: the selections
+    if "seeds" in stages:
+        train("compare_converged", "seed=1,2", f"attention={MECHANISMS}")
+    if "bdec" in stages:
+        train("compare_converged_bdec", "seed=1,2", "decoder=bahdanau",
+              "attention=bahdanau,luong_general")
+    if "seed3" in stages:
+        top5 = ranked_by_validation(*first)[:5]
+        print("five best by validation BLEU:", ", ".join(top5), flush=True)
+        for decoder, names in sorted(by_decoder(top5).items()):
+            train(f"compare_converged_seed3_{decoder}", "seed=3", f"decoder={decoder}",
+                  f"attention={','.join(names)}")
+    if "base" in stages:
+        best = [v for v in ranked_by_validation(*first) if "/" not in v]
+        names = best[:3] + ([] if "bahdanau" in best[:3] else ["bahdanau"])
+        print("base size:", ", ".join(names), flush=True)
+        train("compare_converged_base", "seed=1,2", "model=base", f"attention={','.join(names)}")
+    if "table" in stages:
+        runs = [str(r) for r in finished_runs(*first, "compare_converged_seed3_luong",
+                                              "compare_converged_seed3_bahdanau")]
+        for name, found in (("small", runs), ("base", [str(r) for r in finished_runs(
+                "compare_converged_base")])):
+            out = ROOT / "benchmarks" / "results" / "compare_converged" / name
+            if found:
+                subprocess.run(["nmt-compare", f"runs=[{','.join(found)}]", f"output_dir={out}"],
+                               check=True, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    main()

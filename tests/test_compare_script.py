@@ -1,0 +1,36 @@
+"""scripts/compare_converged.py picks its third seeds and base-size variants by validation BLEU
+(mean over seeds), never by test BLEU, and keeps the two decoders apart."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import yaml
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "compare_converged.py"
+spec = importlib.util.spec_from_file_location("compare_converged", SCRIPT)
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
+
+
+def fake_run(sweep: Path, name: str, attention: str, decoder: str, valid: float, test: float):
+    run = sweep / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"attention": {"name": attention}, "decoder": {"name": decoder}}))
+    (run / "summary.json").write_text(json.dumps(
+        {"progress": {"best_bleu": valid}, "test": {"test_2016_flickr": {"bleu": test}}}))
+
+
+def test_ranking_reads_mean_validation_bleu_and_names_the_decoder(tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    fake_run(a, "0_bahdanau_luong_seed1", "bahdanau", "luong", 33.0, 20.0)
+    fake_run(a, "1_bahdanau_luong_seed2", "bahdanau", "luong", 35.0, 20.0)   # mean 34
+    fake_run(a, "2_location_luong_seed1", "location", "luong", 33.5, 40.0)   # best on test
+    fake_run(b, "0_bahdanau_bahdanau_seed1", "bahdanau", "bahdanau", 34.5, 10.0)
+    (a / "3_gmm_luong_seed1").mkdir()   # unfinished: no summary.json, not ranked
+    ranked = script.ranked_by_validation("a", "b")
+    assert ranked == ["bahdanau/bahdanau-dec", "bahdanau", "location"]
+    assert script.by_decoder(ranked) == {"bahdanau": ["bahdanau"],
+                                         "luong": ["bahdanau", "location"]}
