@@ -45,25 +45,12 @@ class Ensemble(nn.Module):
     def step_logprobs(self, tokens: Tensor, state: EnsembleState, mem: EnsembleState,
                       hard: bool = True) -> tuple[Tensor, Tensor, EnsembleState]:
         """The mean of the models' log-probabilities [B, V] and alignments [B, S]."""
-        if torch.is_inference_mode_enabled():
-            return self._step_in_place(tokens, state, mem, hard)
-        outs = [m.step_logprobs(tokens, s, me, hard)
-                for m, s, me in zip(self.models, state.parts, mem.parts, strict=True)]
-        if len(outs) == 1:
-            return outs[0][0], outs[0][1], EnsembleState((outs[0][2],))
-        logp = torch.stack([o[0] for o in outs]).mean(dim=0)
-        alpha = torch.stack([o[1].float() for o in outs]).mean(dim=0)
-        return logp, alpha, EnsembleState(tuple(o[2] for o in outs))
-
-    def _step_in_place(self, tokens: Tensor, state: EnsembleState, mem: EnsembleState,
-                       hard: bool) -> tuple[Tensor, Tensor, EnsembleState]:
-        """step_logprobs while decoding: each model's [B, V] logits are normalised and summed
-        in place, so N models cost N single-model steps and no [N, B, V] stack."""
         logp = alpha = None
         states = []
         for m, s, me in zip(self.models, state.parts, mem.parts, strict=True):
             logits, norm, a, new = m.step_logits(tokens, s, me, hard)
-            lp = logits.sub_(norm.unsqueeze(1))   # logits is this step's own tensor
+            lp = logits - norm.unsqueeze(1)
+            # Summed in place into the first model's log-probs: no [N, B, V] stack.
             logp = lp if logp is None else logp.add_(lp)
             alpha = a.float() if alpha is None else alpha + a.float()
             states.append(new)

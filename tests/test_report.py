@@ -12,12 +12,10 @@ import pytest
 import torch
 from sacrebleu import sentence_bleu
 
-from nmt import checkpoint
-from nmt.data.tokenizer import train_or_load
-from nmt.model.seq2seq import ModelSpec, Seq2Seq
 from nmt.report import ReportLines, read_report, write_report
 from nmt.translate import Translation
 from tests.test_dataset import SRC, TGT
+from tests.test_translate_cli import tiny_checkpoint
 
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
@@ -145,19 +143,8 @@ def test_the_report_renders_in_chromium(tmp_path):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    """An untrained tiny model as a self-contained checkpoint (it translates badly, but it
-    attends)."""
-    folder = tmp_path_factory.mktemp("ckpt")
-    tok = train_or_load(SRC + TGT, "t", folder, vocab_size=120)
-    torch.manual_seed(0)
-    spec = {"emb_size": 16, "hidden_size": 16, "dropout": 0.0}
-    model = Seq2Seq(ModelSpec(vocab_size=len(tok), **spec), "bahdanau")
-    path = folder / "model.pt"
-    checkpoint.save({"model": model.state_dict(), "tokenizer": torch.frombuffer(
-        bytearray(tok.proto), dtype=torch.uint8), "config": {
-        "model": spec, "attention": {"name": "bahdanau"}, "decoder": {"name": "luong"},
-        "data": {"max_len": 50}}}, path)
-    return path
+    """An untrained tiny model (it translates badly, but it attends)."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 def test_translate_writes_a_report(ckpt, tmp_path):

@@ -20,11 +20,8 @@ from tests.test_dataset import SRC, TGT
 MODEL = {"emb_size": 16, "hidden_size": 16, "dropout": 0.0}
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """An (untrained) tiny model saved as a self-contained checkpoint: it babbles up to the
-    length limit, which is what the caps are for."""
-    folder = tmp_path_factory.mktemp("ckpt")
+def tiny_checkpoint(folder):
+    """An untrained tiny bahdanau model as a self-contained checkpoint in `folder`."""
     tok = train_or_load(SRC + TGT, "t", folder, vocab_size=120)
     torch.manual_seed(0)
     model = Seq2Seq(ModelSpec(vocab_size=len(tok), **MODEL), "bahdanau")
@@ -34,6 +31,12 @@ def ckpt(tmp_path_factory):
         "model": MODEL, "attention": {"name": "bahdanau"}, "decoder": {"name": "luong"},
         "data": {"max_len": 50}}}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """Untrained, it babbles up to the length limit, which is what the caps are for."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 def cli(ckpt, tmp_path, *args, **kw):
