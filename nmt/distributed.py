@@ -140,6 +140,10 @@ def init_from_env(device: torch.device) -> Dist:
         return Dist()
     rank, local_rank = env_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"device={device}: process {local_rank} of this node has no GPU "
+                             f"of its own ({torch.cuda.device_count()} here); start at most "
+                             "that many processes per node, or train on the CPU with device=cpu")
         torch.cuda.set_device(local_rank)
         tdist.init_process_group("nccl", timeout=TIMEOUT)
         objects = tdist.new_group(backend="gloo", timeout=TIMEOUT)
@@ -158,6 +162,6 @@ def rng_state(device: torch.device) -> list[torch.Tensor]:
 
 
 def set_rng_state(states: list[torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(states[0])
+    torch.set_rng_state(states[0].cpu())
     if device.type == "cuda" and len(states) > 1:
-        torch.cuda.set_rng_state(states[1], device)
+        torch.cuda.set_rng_state(states[1].cpu(), device)

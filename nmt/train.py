@@ -144,9 +144,10 @@ class Trainer:
         self.opt.load_state_dict(saved)
         self.sched.load_state_dict(ckpt["scheduler"])
         self.progress = Progress(**ckpt["progress"])
-        torch.set_rng_state(ckpt["rng"])
+        # RNG states must be CPU byte tensors, whatever device the checkpoint was mapped to.
+        torch.set_rng_state(ckpt["rng"].cpu())
         if "cuda_rng" in ckpt and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
         if len(ckpt.get("rng_ranks", [])) == self.dist.world_size > 1:
             set_rng_state(ckpt["rng_ranks"][self.dist.rank], self.device)
         elif self.dist.rank:  # another number of ranks: a fresh stream for this one

@@ -23,7 +23,7 @@ from tests.test_dataset import SRC, TGT
 
 def torchrun(tmp_path, *args):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "nmt.cli.train", *args]
+           "-m", "nmt.cli.train", "device=cpu", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=600)

@@ -64,7 +64,9 @@ def test_train_then_translate(multi30k, tmp_path):
     heat = tmp_path / "tr" / "heatmaps"
     assert matplotlib.image.imread(heat / "1.png").ndim == 3
     records = [json.loads(x) for x in (heat / "alignments.jsonl").read_text().splitlines()]
-    assert len(records) == 4 and records[0]["tgt"][-1] == "</s>"
+    first = records[0]   # one row per target piece; </s>, when emitted, is the last one
+    assert len(records) == 4 and len(first["alignment"]) == len(first["tgt"]) > 0
+    assert len(first["alignment"][0]) == len(first["src"]) and "</s>" not in first["tgt"][:-1]
 
     # stdin -> stdout, greedy
     tr = run(["nmt.cli.translate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}",
