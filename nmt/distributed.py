@@ -140,10 +140,12 @@ def init_from_env(device: torch.device) -> Dist:
         return Dist()
     rank, local_rank = env_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"device={device}: process {local_rank} of this node has no GPU "
-                             f"of its own ({torch.cuda.device_count()} here); start at most "
-                             "that many processes per node, or train on the CPU with device=cpu")
+        # every rank checks the node's process count, so all of them stop, not only the extra
+        local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
+        if max(local_procs, local_rank + 1) > torch.cuda.device_count():
+            raise ValueError(f"device={device}: {local_procs} processes on this node but "
+                             f"{torch.cuda.device_count()} GPU(s); start at most one process "
+                             "per GPU, or train on the CPU with device=cpu")
         torch.cuda.set_device(local_rank)
         tdist.init_process_group("nccl", timeout=TIMEOUT)
         objects = tdist.new_group(backend="gloo", timeout=TIMEOUT)

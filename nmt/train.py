@@ -147,7 +147,9 @@ class Trainer:
         # RNG states must be CPU byte tensors, whatever device the checkpoint was mapped to.
         torch.set_rng_state(ckpt["rng"].cpu())
         if "cuda_rng" in ckpt and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
+            # saved by a process that saw more GPUs than this one: the first ones
+            states = ckpt["cuda_rng"][:torch.cuda.device_count()]
+            torch.cuda.set_rng_state_all([s.cpu() for s in states])
         if len(ckpt.get("rng_ranks", [])) == self.dist.world_size > 1:
             set_rng_state(ckpt["rng_ranks"][self.dist.rank], self.device)
         elif self.dist.rank:  # another number of ranks: a fresh stream for this one

@@ -6,7 +6,9 @@ only; each test set is decoded once per system.
         [--alphas 0.4,0.6,0.8,1.0] [nmt-train overrides, e.g. hydra/launcher=parallel]
 
 Run it again after an interruption: the training sweep resumes and keeps finished seeds.
-Writes system.json and the ensemble's translations into multirun/best_system/ensemble/.
+Writes system.json and the ensemble's translations (ensemble/) into the sweep folder,
+multirun/best_system unless --sweep says otherwise. The single model is decoded by its own
+run at its end (train.test_alpha); the ensemble's length penalty is tuned on validation.
 """
 
 from __future__ import annotations
@@ -15,26 +17,54 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP = ROOT / "multirun" / "best_system"
 TESTS = ("test_2016_flickr", "test_2017_flickr")
 
 
-def train(seeds: int, overrides: list[str]) -> None:
-    data = os.environ.get("NMT_DATA")   # a local Multi30k; unset: downloaded to data/
+def train(seeds: int, overrides: list[str], data: Path | None, sweep: Path) -> None:
     local = [f"data.root={data}", "data.download=false"] if data else []
     seed_list = ",".join(str(s) for s in range(1, seeds + 1))
-    cmd = ["nmt-train", "-m", "experiment=best", f"seed={seed_list}", *local, *overrides,
-           f"hydra.sweep.dir={SWEEP}"]
+    cmd = [sys.executable, "-m", "nmt.cli.train", "-m", "experiment=best", f"seed={seed_list}",
+           *local, *overrides, f"hydra.sweep.dir={sweep}"]
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:   # the sweep got Ctrl-C too: let it save last.pt and stop
+        code = proc.wait()
+    if code:
+        raise SystemExit(code)
 
 
-def finished_runs(sweep: Path) -> list[Path]:
-    return sorted(p.parent for p in sweep.glob("*/summary.json")
-                  if (p.parent / "checkpoints" / "best.pt").is_file())
+def seed_runs(sweep: Path, seeds: int) -> list[Path]:
+    """The finished run of each seed 1..seeds in `sweep`, all of one config but for the seed;
+    an error names what is missing or mixed up (other seeds' runs are left out)."""
+    runs: dict[int, list[Path]] = {}
+    configs = {}
+    for path in sorted(sweep.glob("*/.hydra/config.yaml")):
+        cfg = yaml.safe_load(path.read_text())
+        seed = cfg.pop("seed")
+        if 1 <= seed <= seeds:
+            run = path.parent.parent
+            runs.setdefault(seed, []).append(run)
+            configs[run] = cfg
+    missing = [s for s in range(1, seeds + 1) if not any(
+        (r / "summary.json").is_file() and (r / "checkpoints" / "best.pt").is_file()
+        for r in runs.get(s, []))]
+    if missing:
+        raise SystemExit(f"{sweep}: seed(s) {missing} not finished; run the same command again "
+                         "to train (or resume) them")
+    twice = {s: [r.name for r in rs] for s, rs in runs.items() if len(rs) > 1}
+    chosen = [rs[0] for _, rs in sorted(runs.items())]
+    if twice or any(configs[r] != configs[chosen[0]] for r in chosen):
+        raise SystemExit(f"{sweep} holds runs of different configs ({twice or 'settings differ'}); "
+                         "give this system a sweep folder of its own (--sweep)")
+    return chosen
 
 
 def valid_bleu(run: Path) -> float:
@@ -85,22 +115,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--alphas", default="0.4,0.6,0.8,1.0")
+    ap.add_argument("--sweep", type=Path, default=ROOT / "multirun" / "best_system")
     ap.add_argument("--no-train", action="store_true", help="use the runs already finished")
     a, overrides = ap.parse_known_args()
+    env = os.environ.get("NMT_DATA")   # a local Multi30k; unset: downloaded to data/
+    data = Path(env).resolve() if env else None
+    sweep = a.sweep.resolve()
     if not a.no_train:
-        train(a.seeds, overrides)
-    runs = finished_runs(SWEEP)
-    if not runs:
-        raise SystemExit(f"no finished run in {SWEEP}")
+        train(a.seeds, overrides, data, sweep)
+    runs = seed_runs(sweep, a.seeds)
     single = best_single(runs)
-    data = Path(os.environ.get("NMT_DATA", ROOT / "data" / "multi30k"))
     system = {
+        # decoded once by its own run at its end (train.test_alpha, not tuned)
         "single": {"run": str(single), "valid_bleu": valid_bleu(single),
                    "test": json.loads((single / "summary.json").read_text()).get("test", {})},
-        "ensemble": ensemble_system(runs, data, [float(x) for x in a.alphas.split(",")],
-                                    SWEEP / "ensemble"),
+        "ensemble": ensemble_system(runs, data or ROOT / "data" / "multi30k",
+                                    [float(x) for x in a.alphas.split(",")], sweep / "ensemble"),
     }
-    (SWEEP / "system.json").write_text(json.dumps(system, indent=1))
+    (sweep / "system.json").write_text(json.dumps(system, indent=1))
     for name in TESTS:
         one = system["single"]["test"].get(name, {}).get("bleu", float("nan"))
         ens = system["ensemble"]["test"][name]["bleu"]

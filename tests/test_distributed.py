@@ -15,7 +15,7 @@ from nmt import checkpoint
 from nmt.cli.common import to_object
 from nmt.config import TrainConfig
 from nmt.data.dataset import token_batches
-from nmt.distributed import Dist
+from nmt.distributed import Dist, init_from_env
 from nmt.train import Trainer
 from tests.conftest import write
 from tests.test_dataset import SRC, TGT
@@ -94,3 +94,15 @@ def test_single_process_is_the_default():
     assert d.broadcast("x") == "x" and d.gather(3) == [3] and d.agree("max_steps") == "max_steps"
     assert d.main_first(lambda: 5) == 5
     assert d.sum_step(torch.tensor(2.5), 7) == (2.5, 7)
+
+
+@pytest.mark.parametrize("local_rank", ["0", "1"])
+def test_more_processes_than_gpus_is_refused_by_every_rank(monkeypatch, local_rank):
+    """Not "invalid device ordinal" from the extra rank while the others hang in the group."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: pytest.fail("set_device was called"))
+    for key, value in {"WORLD_SIZE": "2", "RANK": local_rank, "LOCAL_RANK": local_rank,
+                       "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match="2 processes on this node but 1 GPU.*device=cpu"):
+        init_from_env(torch.device("cuda"))
