@@ -10,6 +10,11 @@ Stages (`experiment=compare`, model=small unless said otherwise):
   4. base   model=base for the three best variants and bahdanau (Luong decoder), seeds 1, 2;
   5. table  nmt-compare over everything finished (small and base in separate tables).
 The selections read validation BLEU only; the test sets are decoded once per run, at its end.
+Other arguments are nmt-train overrides for every run; with --tag the same plan runs as a second
+comparison (its own sweeps and tables), e.g. on one GPU, 14 runs at once (README):
+
+    python scripts/compare_converged.py --tag gpu --base-seeds 1,2,3 \
+        hydra/launcher=parallel hydra.launcher.n_jobs=14 threads=1
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ MECHANISMS = ("bahdanau,location,luong_general,normed_bahdanau,scaled_dot,local_
 STAGES = ("seeds", "bdec", "seed3", "base", "table")
 
 
+EXTRA: list[str] = []   # nmt-train overrides given on this script's command line
+
+
 def train(sweep: str, *overrides: str) -> None:
     data = os.environ.get("NMT_DATA")   # a local Multi30k; unset: downloaded to data/
     local = [f"data.root={data}", "data.download=false"] if data else []
-    cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides,
+    cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides, *EXTRA,
            f"hydra.sweep.dir={SWEEPS / sweep}"]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -70,31 +78,35 @@ def by_decoder(variants: list[str]) -> dict[str, list[str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--until", choices=STAGES, default="table")
-    a = ap.parse_args()
+    ap.add_argument("--tag", default="", help="a second comparison beside the first (e.g. gpu): "
+                    "sweep folders and tables get _TAG")
+    ap.add_argument("--base-seeds", default="1,2")
+    a, EXTRA[:] = ap.parse_known_args()
+    t = f"_{a.tag}" if a.tag else ""
     stages = STAGES[:STAGES.index(a.until) + 1]
-    first = ("compare_converged", "compare_converged_bdec")   # seeds 1, 2: the selections
+    first = (f"compare_converged{t}", f"compare_converged_bdec{t}")   # the selections
     if "seeds" in stages:
-        train("compare_converged", "seed=1,2", f"attention={MECHANISMS}")
+        train(first[0], "seed=1,2", f"attention={MECHANISMS}")
     if "bdec" in stages:
-        train("compare_converged_bdec", "seed=1,2", "decoder=bahdanau",
-              "attention=bahdanau,luong_general")
+        train(first[1], "seed=1,2", "decoder=bahdanau", "attention=bahdanau,luong_general")
     if "seed3" in stages:
         top5 = ranked_by_validation(*first)[:5]
         print("five best by validation BLEU:", ", ".join(top5), flush=True)
         for decoder, names in sorted(by_decoder(top5).items()):
-            train(f"compare_converged_seed3_{decoder}", "seed=3", f"decoder={decoder}",
+            train(f"compare_converged_seed3_{decoder}{t}", "seed=3", f"decoder={decoder}",
                   f"attention={','.join(names)}")
     if "base" in stages:
         best = [v for v in ranked_by_validation(*first) if "/" not in v]
         names = best[:3] + ([] if "bahdanau" in best[:3] else ["bahdanau"])
         print("base size:", ", ".join(names), flush=True)
-        train("compare_converged_base", "seed=1,2", "model=base", f"attention={','.join(names)}")
+        train(f"compare_converged_base{t}", f"seed={a.base_seeds}", "model=base",
+              f"attention={','.join(names)}")
     if "table" in stages:
-        runs = [str(r) for r in finished_runs(*first, "compare_converged_seed3_luong",
-                                              "compare_converged_seed3_bahdanau")]
+        runs = [str(r) for r in finished_runs(*first, f"compare_converged_seed3_luong{t}",
+                                              f"compare_converged_seed3_bahdanau{t}")]
         for name, found in (("small", runs), ("base", [str(r) for r in finished_runs(
-                "compare_converged_base")])):
-            out = ROOT / "benchmarks" / "results" / "compare_converged" / name
+                f"compare_converged_base{t}")])):
+            out = ROOT / "benchmarks" / "results" / "compare_converged" / f"{name}{t}"
             if found:
                 subprocess.run(["nmt-compare", f"runs=[{','.join(found)}]", f"output_dir={out}"],
                                check=True, cwd=ROOT)
