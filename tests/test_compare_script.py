@@ -39,6 +39,7 @@ def test_ranking_reads_mean_validation_bleu_and_names_the_decoder(tmp_path, monk
 def test_a_tagged_comparison_has_its_own_sweeps_and_passes_overrides_on(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    monkeypatch.setattr(script, "EXTRA", [])   # main() fills it; restored afterwards
     monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "bdec", "--tag", "gpu",
                                      "hydra/launcher=parallel", "threads=1"])
@@ -46,4 +47,3 @@ def test_a_tagged_comparison_has_its_own_sweeps_and_passes_overrides_on(tmp_path
     assert [c[-1] for c in calls] == [f"hydra.sweep.dir={tmp_path / 'compare_converged_gpu'}",
                                       f"hydra.sweep.dir={tmp_path / 'compare_converged_bdec_gpu'}"]
     assert all("hydra/launcher=parallel" in c and "threads=1" in c for c in calls)
-    script.EXTRA.clear()
