@@ -45,7 +45,9 @@ def train(sweep: str, *overrides: str) -> None:
     cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides, *EXTRA,
            f"hydra.sweep.dir={SWEEPS / sweep}"]
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    code = subprocess.run(cmd, cwd=ROOT).returncode
+    if code:   # 3: stopped by Ctrl-C or SIGTERM, last.pt saved
+        raise SystemExit(f"{cmd[0]} stopped (exit status {code}); run this script again to go on")
 
 
 def finished_runs(*sweeps: str) -> list[Path]:

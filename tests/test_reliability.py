@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nmt import checkpoint
 from nmt.attention import AttentionConfigError, build_attention
+from nmt.cli.train import STOPPED
 from nmt.config import TrainConfig
 from nmt.data.corpus import CorpusError, decode_lines
 from nmt.data.dataset import token_batches
@@ -131,7 +132,7 @@ def test_ctrl_c_saves_and_resume_finishes(corpus, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == STOPPED, err[-2000:]
     last = checkpoint.load(run_dir / "checkpoints" / "last.pt")
     assert last["progress"]["finished"] == "interrupted"
     assert 2 <= last["progress"]["step"] < 400

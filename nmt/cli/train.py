@@ -25,6 +25,7 @@ from nmt.distributed import Dist, env_rank, env_world_size, init_from_env
 from nmt.train import run
 
 log = logging.getLogger("nmt")
+STOPPED = 3   # exit status of a run or sweep stopped by Ctrl-C or SIGTERM after saving last.pt
 register_schemas()
 
 
@@ -87,12 +88,17 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
     log.debug("config: %s", asdict(conf))
     summary = run(conf, run_dir, dist, extend)
     hydra_cfg = HydraConfig.get()
-    if (summary["progress"]["finished"] == "interrupted" and hydra_cfg.mode == RunMode.MULTIRUN
-            and hydra_cfg.launcher._target_.endswith("BasicLauncher")):
-        # Ctrl-C or SIGTERM stops the whole sweep, not only this run (the other launchers run
-        # each job in a process of its own, which the signal ends).
-        log.info("sweep stopped; the same command resumes it")
-        sys.exit(0)
+    if summary["progress"]["finished"] == "interrupted":
+        # Not done: a non-zero status, so that `nmt-train ... && next-step` stops and a job
+        # system restarts the job (exit status STOPPED).
+        if hydra_cfg.mode == RunMode.RUN:
+            log.info("stopped; `nmt-train resume=%s` continues", run_dir)
+            sys.exit(STOPPED)
+        if hydra_cfg.launcher._target_.endswith("BasicLauncher"):
+            # Ctrl-C or SIGTERM stops the whole sweep, not only this run (the other launchers
+            # run each job in a process of its own, which the signal ends).
+            log.info("sweep stopped; the same command resumes it")
+            sys.exit(STOPPED)
     return summary["progress"]["best_bleu"]
 
 
