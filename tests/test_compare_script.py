@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "compare_converged.py"
@@ -40,10 +41,26 @@ def test_a_tagged_comparison_has_its_own_sweeps_and_passes_overrides_on(tmp_path
     calls = []
     monkeypatch.setattr(script, "SWEEPS", tmp_path)
     monkeypatch.setattr(script, "EXTRA", [])   # main() fills it; restored afterwards
-    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    def run(cmd, **kw):
+        calls.append(cmd)
+        return script.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(script.subprocess, "run", run)
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "bdec", "--tag", "gpu",
                                      "hydra/launcher=parallel", "threads=1"])
     script.main()
     assert [c[-1] for c in calls] == [f"hydra.sweep.dir={tmp_path / 'compare_converged_gpu'}",
                                       f"hydra.sweep.dir={tmp_path / 'compare_converged_bdec_gpu'}"]
     assert all("hydra/launcher=parallel" in c and "threads=1" in c for c in calls)
+
+
+def test_a_stopped_sweep_stops_the_plan(tmp_path, monkeypatch):
+    """nmt-train exits 3 after Ctrl-C or SIGTERM: the next stage must not start."""
+    calls = []
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: (
+        calls.append(cmd), script.subprocess.CompletedProcess(cmd, 3))[1])
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "bdec"])
+    with pytest.raises(SystemExit, match="stopped .exit status 3."):
+        script.main()
+    assert len(calls) == 1
