@@ -31,7 +31,8 @@ def load_model(path: PathLike, device: torch.device | str = "cpu"
                ) -> tuple[Seq2Seq, Tokenizer, dict]:
     """Model (in eval mode), tokenizer and config from a self-contained checkpoint."""
     device = torch.device(device)
-    ckpt = checkpoint.load(path, device)
+    # read onto the CPU: a last.pt also holds the optimizer's state, which must not go to a GPU
+    ckpt = checkpoint.load(path)
     cfg = ckpt["config"]
     tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
     model = build_model(cfg["model"], cfg["attention"], len(tok), cfg.get("decoder"))
