@@ -55,6 +55,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "log_every": NON_NEGATIVE, "patience": POSITIVE, "valid_beam": POSITIVE,
         "heatmap_sentences": NON_NEGATIVE, "max_bad_steps": POSITIVE, "keep_last": NON_NEGATIVE,
         "test_beam": NON_NEGATIVE, "test_alpha": NON_NEGATIVE,
+        "test_alignments": NON_NEGATIVE,
         "save_every_minutes": NON_NEGATIVE,
     },
     "TrainConfig": {"threads": NON_NEGATIVE},

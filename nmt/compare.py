@@ -20,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from nmt import checkpoint
+from nmt.alignment_file import read_alignments
 from nmt.analysis import bleu_by_length, convergence, time_to_fraction
 from nmt.api import load
 from nmt.config import SearchOptions
@@ -110,8 +111,9 @@ def test_files(cfg: dict, name: str) -> tuple[Path, Path]:
 def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torch.device,
                align: int = 0) -> None:
     """Fill run.hyps: reuse the run's own test outputs when they used the same search. With
-    align > 0 and a best.pt, also fill run.aligned: the first `align` sentences of test_sets[0]
-    with their alignments (part of the same decoding when that set is decoded here)."""
+    align > 0, also fill run.aligned: the first `align` sentences of test_sets[0] with their
+    alignments, from those training kept (same search) or else from best.pt (part of the same
+    decoding when that set is decoded here); a run with neither has none."""
 
     best = run.path / "checkpoints" / "best.pt"
     translator = None
@@ -124,7 +126,10 @@ def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torc
         if same and out.is_file():
             run.hyps[name] = read_lines(out)
             run.decode_speed[name] = stored[name].get("sentences_per_s", float("nan"))
-            if want:
+            kept = kept_alignments(run, name, opts) if k == 0 and align else []
+            if len(kept) >= min(align, len(run.hyps[name])) or not want:   # kept is enough
+                run.aligned = kept[:align]
+            else:
                 translator = translator or load(best, device)
                 src = read_lines(test_files(run.config, name)[0])[:want]
                 run.aligned = translator.translate_with(src, opts, alignments=True)
@@ -147,6 +152,19 @@ def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torc
     if not run.params:
         ckpt = checkpoint.load(run.path / "checkpoints" / "best.pt")
         run.params = sum(t.numel() for t in ckpt["model"].values())
+
+
+def kept_alignments(run: Run, test_set: str, opts: SearchOptions) -> list:
+    """The alignments training kept (test/alignments.json) for a run without its weights, if
+    they were made with the same search on the same test set."""
+    path = run.path / "test" / "alignments.json"
+    if not path.is_file():
+        return []
+    settings, translations = read_alignments(path)
+    if (settings["test_set"] != test_set or settings["beam"] != opts.beam_size
+            or abs(settings["alpha"] - opts.alpha) > 1e-9):
+        return []
+    return translations
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

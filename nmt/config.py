@@ -117,6 +117,8 @@ class LoopConfig:
     #                                      (checkpoints/step<k>.pt) for nmt-average
     test_beam: int = 5                   # final decoding of data.test with best.pt (0: skip)
     test_alpha: float = 0.6
+    test_alignments: int = 100           # first test set's sentences whose alignments are kept
+    #                                      (test/alignments.json, for nmt-compare without weights)
     save_every_minutes: float = 10.0     # also write last.pt this often between validations,
     #                                      so a killed run loses at most that much (0: off)
     tensorboard: bool = False            # also log to <run>/tensorboard (nmt[tensorboard])

@@ -17,21 +17,14 @@ from importlib import resources
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
 from sacrebleu.metrics import BLEU
 
+from nmt.alignment_file import quantize  # the page divides by 255
 from nmt.analysis import LENGTH_BUCKETS, bleu_by_length, bucket_label, bucket_of
 from nmt.compare import Run, table_cells, test_files
 from nmt.config import SearchOptions
 from nmt.data.corpus import iter_lines, read_lines
 from nmt.translate import Translation
-
-
-def quantize(alignment: object) -> np.ndarray:
-    """Weights in [0, 1] as bytes 0..255 (the page divides by 255)."""
-    a = np.asarray(alignment.float().numpy() if hasattr(alignment, "float") else alignment,
-                   dtype=np.float32)
-    return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
 
 
 def packed(data: bytes) -> str:
@@ -138,8 +131,8 @@ def read_report(path: str | os.PathLike) -> tuple[dict, bytes]:
 
 def compare_report(runs: list[Run], rows: list[dict], test_sets: list[str], baseline: str,
                    search: SearchOptions, path: str | os.PathLike, limit: int) -> int:
-    """The report of nmt-compare on test_sets[0]: one seed per variant (the first with
-    alignments, else the first finished, shown without alignments), the results table and the
+    """The report of nmt-compare on test_sets[0]: one seed per variant (the one with alignments
+    for the most sentences; text only beyond them), the results table and the
     BLEU-by-length lines of the whole test set. Returns its size in bytes."""
     name = test_sets[0]
     finished = [r for r in runs if r.status == "finished"]
@@ -149,9 +142,9 @@ def compare_report(runs: list[Run], rows: list[dict], test_sets: list[str], base
     outputs: dict[str, list[Translation]] = {}
     for label in dict.fromkeys(r.label for r in finished):
         group = [r for r in finished if r.label == label]
-        with_maps = [r for r in group if len(r.aligned) >= n]
-        outputs[label] = (with_maps[0].aligned[:n] if with_maps
-                          else text_only(group[0].hyps[name][:n]))
+        r = max(group, key=lambda r: min(len(r.aligned), n))   # the first with the most maps
+        head = r.aligned[:n]   # sentences beyond those with alignments: text only
+        outputs[label] = head + text_only(r.hyps[name][len(head):n])
     key = f"{name}.bleu_by_length"
     by_length = {r["variant"]: r[key] for r in rows if key in r}
     subtitle = (f"{name}: the first {n} of {len(sources)} sentences, beam {search.beam_size}, "

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from nmt import checkpoint
+from nmt.alignment_file import write_alignments
 from nmt.average import step_checkpoints
 from nmt.board import Board
 from nmt.checks import check_config
@@ -362,10 +363,21 @@ class Trainer:
         results = {}
         out_dir = self.run_dir / "test"
         out_dir.mkdir(exist_ok=True)
-        for name, split in self.data.tests.items():
+        for k, name in enumerate(self.data.tests):
+            split = self.data.tests[name]
+            # The first set's first sentences also keep their alignments (test/alignments.json),
+            # so that nmt-compare can show them for a run kept without its weights.
+            head = cfg.train.test_alignments if k == 0 else 0
             start = time.time()
-            hyps = translate(self.model, self.data.tokenizer, split.src, opts, self.device)
+            hyps = translate(self.model, self.data.tokenizer, split.src[:head], opts,
+                             self.device, alignments=True) if head else []
+            if len(split.src) > len(hyps):
+                hyps += translate(self.model, self.data.tokenizer, split.src[len(hyps):], opts,
+                                  self.device, first_line=len(hyps) + 1)
             seconds = time.time() - start
+            if head:
+                write_alignments(out_dir / "alignments.json", hyps[:head], name,
+                                 opts.beam_size, opts.alpha)
             (out_dir / f"{name}.{cfg.data.tgt_lang}").write_text(
                 "".join(h.text + "\n" for h in hyps), encoding="utf-8")
             s = score([h.text for h in hyps], split.tgt)

@@ -10,6 +10,9 @@ Stages (`experiment=compare`, model=small unless said otherwise):
   4. base   model=base for the three best variants and bahdanau (Luong decoder), seeds 1, 2;
   5. table  nmt-compare over everything finished (small and base in separate tables).
 The selections read validation BLEU only; the test sets are decoded once per run, at its end.
+Each finished run's light files (summary, metrics, test outputs and alignments, Hydra config) are
+kept in benchmarks/results/compare_converged/sweeps/ after every stage and with --collect; a
+sweep folder lost with its machine is refilled from there, so only unfinished runs train again.
 Other arguments are nmt-train overrides for every run; with --tag the same plan runs as a second
 comparison (its own sweeps and tables), e.g. on one GPU, 14 runs at once (README):
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 from pathlib import Path
@@ -30,6 +34,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "multirun"
+KEPT = ROOT / "benchmarks" / "results" / "compare_converged" / "sweeps"
+LIGHT = ("summary.json", "metrics.jsonl", "test", ".hydra")   # no checkpoints: 20-400 MB each
 MECHANISMS = ("bahdanau,location,luong_general,normed_bahdanau,scaled_dot,local_p,local_m,"
               "multihead,gmm,location_smooth,monotonic_bahdanau,monotonic_luong,luong_dot,"
               "scaled_luong,luong_concat")   # this order: job numbers of the running sweep
@@ -39,13 +45,49 @@ STAGES = ("seeds", "bdec", "seed3", "base", "table")
 EXTRA: list[str] = []   # nmt-train overrides given on this script's command line
 
 
+def copy_light(src: Path, dst: Path) -> None:
+    for name in LIGHT:
+        if (src / name).is_dir():
+            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+        elif (src / name).is_file():
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, dst / name)
+
+
+def collect() -> list[Path]:
+    """Keep the light files of every finished run of every sweep in KEPT (same layout)."""
+    kept = []
+    for run in sorted(SWEEPS.glob("compare_converged*/*/summary.json")):
+        dst = KEPT / run.parent.parent.name / run.parent.name
+        copy_light(run.parent, dst)
+        kept.append(dst)
+    return kept
+
+
+def restore(sweep: str) -> list[Path]:
+    """Refill a sweep folder with the kept finished runs it lacks (a new machine, a lost disk);
+    the sweep then skips them. A run folder that already holds files is left alone."""
+    restored = []
+    for kept in sorted((KEPT / sweep).glob("*/summary.json")):
+        dst = SWEEPS / sweep / kept.parent.name
+        if dst.exists() and any(dst.iterdir()):
+            continue
+        copy_light(kept.parent, dst)
+        restored.append(dst)
+    if restored:
+        print(f"{sweep}: {len(restored)} finished runs restored from {KEPT / sweep}", flush=True)
+    return restored
+
+
 def train(sweep: str, *overrides: str) -> None:
+    restore(sweep)
     data = os.environ.get("NMT_DATA")   # a local Multi30k; unset: downloaded to data/
     local = [f"data.root={data}", "data.download=false"] if data else []
     cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides, *EXTRA,
            f"hydra.sweep.dir={SWEEPS / sweep}"]
     print("+", " ".join(cmd), flush=True)
     code = subprocess.run(cmd, cwd=ROOT).returncode
+    collect()
     if code:   # 3: stopped by Ctrl-C or SIGTERM, last.pt saved
         raise SystemExit(f"{cmd[0]} stopped (exit status {code}); run this script again to go on")
 
@@ -83,7 +125,12 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="a second comparison beside the first (e.g. gpu): "
                     "sweep folders and tables get _TAG")
     ap.add_argument("--base-seeds", default="1,2")
+    ap.add_argument("--collect", action="store_true", help="only copy the finished runs' light "
+                    "files into benchmarks/results/compare_converged/sweeps (while a sweep runs)")
     a, EXTRA[:] = ap.parse_known_args()
+    if a.collect:
+        print(f"{len(collect())} finished runs kept in {KEPT}")
+        return
     t = f"_{a.tag}" if a.tag else ""
     stages = STAGES[:STAGES.index(a.until) + 1]
     first = (f"compare_converged{t}", f"compare_converged_bdec{t}")   # the selections

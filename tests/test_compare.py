@@ -8,6 +8,7 @@ import sys
 import matplotlib.image
 import numpy as np
 
+from nmt.alignment_file import read_alignments
 from nmt.evaluate import bootstrap_ci, paired_randomization, score_from_stats, sentence_stats
 from nmt.report import read_report
 from tests.test_end_to_end import small_corpus
@@ -62,8 +63,15 @@ def test_compare_a_sweep(multi30k, tmp_path):
     hydra_yaml = other / ".hydra" / "hydra.yaml"
     assert "decoder: luong" in hydra_yaml.read_text()
     hydra_yaml.write_text(hydra_yaml.read_text().replace("decoder: luong", "decoder: bahdanau"))
-    # Kept without its weights (only its outputs): compared from its own test outputs.
+    # Kept without its weights (only its outputs): compared from its own test outputs, its
+    # alignments those training kept. Training decoded the whole (12-line) test set at once.
     shutil.rmtree(other / "checkpoints")
+    kept, translations = read_alignments(other / "test" / "alignments.json")
+    assert kept == {"test_set": "test_2016_flickr", "beam": 2, "alpha": 0.6}
+    assert [t.text for t in translations] == \
+        (other / "test" / "test_2016_flickr.de").read_text().splitlines()
+    assert all(t.alignment.shape == (len(t.tgt_pieces), len(t.src_pieces)) for t in translations)
+    (runs[0] / "test" / "alignments.json").unlink()   # the original decodes with its best.pt
     out = tmp_path / "cmp"
     res = subprocess.run(
         [sys.executable, "-m", "nmt.cli.compare", f"runs={sweep}", f"output_dir={out}",
@@ -99,11 +107,23 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert set(column) == {"bahdanau", "luong_general", "bahdanau/bahdanau-dec"}
     first = meta["sentences"][0]["out"]
     assert "a" in first[column["luong_general"]]
-    assert "a" not in first[column["bahdanau/bahdanau-dec"]]
+    # The weightless copy of the bahdanau run shows the alignments its training kept, the same
+    # 8-bit weights nmt-compare gets from the original's best.pt.
+    _, matrices = read_report(out / "report.html")
+
+    def weights(item: dict) -> np.ndarray:
+        start, rows, cols = item["a"]
+        return np.frombuffer(matrices[start:start + rows * cols], np.uint8).astype(int)
+
+    for sentence in meta["sentences"]:
+        copy = sentence["out"][column["bahdanau/bahdanau-dec"]]
+        original = sentence["out"][column["bahdanau"]]
+        assert copy["t"] == original["t"]
+        assert np.abs(weights(copy) - weights(original)).max() <= 1   # rounding, other threads
     assert [s["out"][column["bahdanau/bahdanau-dec"]]["hyp"] for s in meta["sentences"]] == \
         (other / "test" / "test_2016_flickr.de").read_text().splitlines()
     assert [row[0] for row in meta["table"]] == ["variant", *rows]
     if CHROMIUM:
         state = render(out / "report.html", tmp_path / "profile")
         assert state["data-errors"] == "" and state["data-rows"] == "12"
-        assert state["data-heatmaps"] == "2"
+        assert state["data-heatmaps"] == "3"

@@ -3,6 +3,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,44 @@ def test_a_stopped_sweep_stops_the_plan(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="stopped .exit status 3."):
         script.main()
     assert len(calls) == 1
+
+
+def test_finished_runs_are_kept_and_a_lost_sweep_is_refilled(tmp_path, monkeypatch):
+    """A new machine (or a lost disk) must not retrain the runs that had finished."""
+    sweeps, kept = tmp_path / "multirun", tmp_path / "kept"
+    monkeypatch.setattr(script, "SWEEPS", sweeps)
+    monkeypatch.setattr(script, "KEPT", kept)
+    sweep = sweeps / "compare_converged"
+    fake_run(sweep, "0_bahdanau_luong_seed1", "bahdanau", "luong", 33.0, 36.0)
+    done = sweep / "0_bahdanau_luong_seed1"
+    (done / "metrics.jsonl").write_text('{"step": 250, "bleu": 10.0}\n')
+    (done / "test").mkdir()
+    (done / "test" / "test_2016_flickr.de").write_text("ein Hund\n")
+    (done / "checkpoints").mkdir()
+    (done / "checkpoints" / "best.pt").write_bytes(b"weights")
+    (sweep / "1_location_luong_seed1" / "checkpoints").mkdir(parents=True)   # unfinished
+    (sweep / "1_location_luong_seed1" / "checkpoints" / "last.pt").write_bytes(b"weights")
+
+    assert script.collect() == [kept / "compare_converged" / "0_bahdanau_luong_seed1"]
+    copy = kept / "compare_converged" / "0_bahdanau_luong_seed1"
+    assert sorted(p.name for p in copy.iterdir()) == [".hydra", "metrics.jsonl", "summary.json",
+                                                      "test"]   # no checkpoints
+    assert not (kept / "compare_converged" / "1_location_luong_seed1").exists()
+
+    shutil.rmtree(sweeps)   # the machine is gone
+    seen = []
+
+    def run(cmd, **kw):   # what the sweep finds when nmt-train starts
+        seen.append(sorted(p.name for p in sweep.iterdir()))
+        return script.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(script.subprocess, "run", run)
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "seeds"])
+    script.main()
+    assert seen == [["0_bahdanau_luong_seed1"]]
+    assert (sweep / "0_bahdanau_luong_seed1" / "test" / "test_2016_flickr.de").read_text() == \
+        "ein Hund\n"
+    assert script.ranked_by_validation("compare_converged") == ["bahdanau"]
+    # A run folder that holds files (a run under way) is never overwritten.
+    (sweep / "0_bahdanau_luong_seed1" / "summary.json").unlink()
+    assert script.restore("compare_converged") == []

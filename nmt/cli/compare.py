@@ -37,7 +37,7 @@ def compare_main(cfg: DictConfig) -> None:
         log.info("decoding %s (%s, seed %d)", r.path, r.label, r.seed)
         # Alignments for the report and the grids: one seed per variant is enough.
         decode_run(r, test_sets, conf.search, device, 0 if r.label in aligned else align)
-        if r.aligned:
+        if align and len(r.aligned) >= min(align, len(r.hyps[test_sets[0]])):
             aligned.add(r.label)
     baseline = conf.baseline if any(r.label == conf.baseline for r in finished) \
         else finished[0].label
@@ -72,13 +72,13 @@ def compare_main(cfg: DictConfig) -> None:
 def write_alignment_grids(runs, test_set, conf, folder: Path) -> None:
     src = read_lines(test_files(runs[0].config, test_set)[0])[:conf.alignment_sentences]
     per_variant = {}
-    for r in runs:
-        if r.label not in per_variant and r.aligned:
-            # one seed per variant; runs kept without weights have no alignments
+    for r in runs:   # one seed per variant, the one with the most alignments (some may have none)
+        if len(r.aligned) > len(per_variant.get(r.label, [])):
             per_variant[r.label] = r.aligned[:len(src)]
     for i in range(len(src)):
         items = [(label, res[i].alignment, res[i].src_pieces, res[i].tgt_pieces)
-                 for label, res in per_variant.items() if res[i].alignment is not None]
+                 for label, res in per_variant.items()
+                 if i < len(res) and res[i].alignment is not None]
         if items:
             heatmap_grid(items, folder / f"{i + 1}.png",
                          title=f"{test_set}, sentence {i + 1}, beam {conf.search.beam_size}")

@@ -1,0 +1,62 @@
+"""test/alignments.json: the alignments a run keeps of its test translations, read back as
+translations nmt-compare can draw for a run kept without its weights."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nmt.alignment_file import read_alignments, write_alignments
+from nmt.compare import Run, kept_alignments
+from nmt.config import SearchOptions
+from nmt.translate import Translation
+
+
+def translations() -> list[Translation]:
+    torch.manual_seed(0)
+    out = []
+    for rows, cols in ((3, 4), (1, 1), (6, 2)):
+        weights = torch.softmax(torch.randn(rows, cols) * 3, dim=-1)
+        out.append(Translation(f"sentence {rows}", [(f"sentence {rows}", -0.5 * rows)],
+                               [f"s{j}" for j in range(cols)], [f"t{i}" for i in range(rows)],
+                               weights))
+    out.append(Translation("", [("", 0.0)], [], [], None))   # an empty line: no alignment
+    return out
+
+
+def test_round_trip_keeps_text_pieces_and_8_bit_weights(tmp_path: Path):
+    original = translations()
+    size = write_alignments(tmp_path / "a.json", original, "test_2016_flickr", 5, 0.6)
+    assert size == (tmp_path / "a.json").stat().st_size
+    settings, back = read_alignments(tmp_path / "a.json")
+    assert settings == {"test_set": "test_2016_flickr", "beam": 5, "alpha": 0.6}
+    assert len(back) == len(original)
+    for a, b in zip(original, back, strict=True):
+        assert (b.text, b.score, b.src_pieces, b.tgt_pieces) == \
+            (a.text, a.score, a.src_pieces, a.tgt_pieces)
+        if a.alignment is None:
+            assert b.alignment is None
+        else:
+            assert b.alignment.shape == a.alignment.shape
+            assert torch.allclose(b.alignment, a.alignment, atol=0.5 / 255 + 1e-6)
+
+
+def test_a_damaged_file_is_named(tmp_path: Path):
+    path = tmp_path / "alignments.json"
+    write_alignments(path, translations(), "t", 5, 0.6)
+    data = json.loads(path.read_text())
+    data["weights"] = data["weights"][:8]   # cut short
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="alignments.json: not a readable alignments file"):
+        read_alignments(path)
+
+
+def test_compare_uses_kept_alignments_only_for_the_same_search(tmp_path: Path):
+    run = Run(tmp_path, "bahdanau", 1, "finished")
+    assert kept_alignments(run, "t", SearchOptions(beam_size=5, alpha=0.6)) == []   # none kept
+    write_alignments(tmp_path / "test" / "alignments.json", translations(), "t", 5, 0.6)
+    assert len(kept_alignments(run, "t", SearchOptions(beam_size=5, alpha=0.6))) == 4
+    assert kept_alignments(run, "t", SearchOptions(beam_size=4, alpha=0.6)) == []
+    assert kept_alignments(run, "t", SearchOptions(beam_size=5, alpha=1.0)) == []
+    assert kept_alignments(run, "other", SearchOptions(beam_size=5, alpha=0.6)) == []
