@@ -73,7 +73,8 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     hydra_cfg = path / ".hydra" / "config.yaml"
-    config = OmegaConf.to_container(OmegaConf.load(hydra_cfg)) if hydra_cfg.is_file() else {}
+    config = (OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=True)   # data.root
+              if hydra_cfg.is_file() else {})
     best = path / "checkpoints" / "best.pt"
     if best.is_file():
         config = checkpoint.load(best)["config"]  # resolved, as trained
@@ -160,9 +161,16 @@ def kept_alignments(run: Run, test_set: str, opts: SearchOptions) -> list:
     path = run.path / "test" / "alignments.json"
     if not path.is_file():
         return []
-    settings, translations = read_alignments(path)
+    try:
+        settings, translations = read_alignments(path)
+    except ValueError as e:   # best.pt, if any, can still decode them
+        log.warning("%s; its alignments are not used", e)
+        return []
     if (settings["test_set"] != test_set or settings["beam"] != opts.beam_size
             or abs(settings["alpha"] - opts.alpha) > 1e-9):
+        return []
+    if [t.text for t in translations] != run.hyps.get(test_set, [])[:len(translations)]:
+        log.warning("%s: its translations are not the run's %s outputs; not used", path, test_set)
         return []
     return translations
 

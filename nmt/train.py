@@ -367,17 +367,17 @@ class Trainer:
             split = self.data.tests[name]
             # The first set's first sentences also keep their alignments (test/alignments.json),
             # so that nmt-compare can show them for a run kept without its weights.
+            # One decoding of the whole set, batched as without alignments (same outputs).
             head = cfg.train.test_alignments if k == 0 else 0
             start = time.time()
-            hyps = translate(self.model, self.data.tokenizer, split.src[:head], opts,
-                             self.device, alignments=True) if head else []
-            if len(split.src) > len(hyps):
-                hyps += translate(self.model, self.data.tokenizer, split.src[len(hyps):], opts,
-                                  self.device, first_line=len(hyps) + 1)
+            hyps = translate(self.model, self.data.tokenizer, split.src, opts, self.device,
+                             alignments=head > 0)
             seconds = time.time() - start
             if head:
                 write_alignments(out_dir / "alignments.json", hyps[:head], name,
                                  opts.beam_size, opts.alpha)
+            elif k == 0:   # none of an earlier decoding's, which no longer match
+                (out_dir / "alignments.json").unlink(missing_ok=True)
             (out_dir / f"{name}.{cfg.data.tgt_lang}").write_text(
                 "".join(h.text + "\n" for h in hyps), encoding="utf-8")
             s = score([h.text for h in hyps], split.tgt)

@@ -38,7 +38,7 @@ def train(seeds: int, overrides: list[str], data: Path | None, sweep: Path) -> N
     except KeyboardInterrupt:   # the sweep got Ctrl-C too: let it save last.pt and stop
         code = proc.wait()
     if code:
-        raise SystemExit(code)
+        raise SystemExit(code if code > 0 else 128 - code)   # killed by signal -code
 
 
 def seed_runs(sweep: Path, seeds: int) -> list[Path]:

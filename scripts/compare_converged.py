@@ -86,10 +86,15 @@ def train(sweep: str, *overrides: str) -> None:
     cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides, *EXTRA,
            f"hydra.sweep.dir={SWEEPS / sweep}"]
     print("+", " ".join(cmd), flush=True)
-    code = subprocess.run(cmd, cwd=ROOT).returncode
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:   # the sweep got Ctrl-C too: let it save last.pt and stop
+        code = proc.wait()
     collect()
-    if code:   # 3: stopped by Ctrl-C or SIGTERM, last.pt saved
-        raise SystemExit(f"{cmd[0]} stopped (exit status {code}); run this script again to go on")
+    if code:   # 3: stopped by Ctrl-C or SIGTERM, last.pt saved; else a run failed
+        raise SystemExit(f"{cmd[0]} stopped or failed (exit status {code}); see its log, then "
+                         "run this script again to go on")
 
 
 def finished_runs(*sweeps: str) -> list[Path]:

@@ -54,9 +54,19 @@ def test_a_damaged_file_is_named(tmp_path: Path):
 
 def test_compare_uses_kept_alignments_only_for_the_same_search(tmp_path: Path):
     run = Run(tmp_path, "bahdanau", 1, "finished")
-    assert kept_alignments(run, "t", SearchOptions(beam_size=5, alpha=0.6)) == []   # none kept
-    write_alignments(tmp_path / "test" / "alignments.json", translations(), "t", 5, 0.6)
-    assert len(kept_alignments(run, "t", SearchOptions(beam_size=5, alpha=0.6))) == 4
+    run.hyps["t"] = [t.text for t in translations()] + ["a fifth line"]
+    same = SearchOptions(beam_size=5, alpha=0.6)
+    assert kept_alignments(run, "t", same) == []   # none kept
+    path = tmp_path / "test" / "alignments.json"
+    write_alignments(path, translations(), "t", 5, 0.6)
+    assert len(kept_alignments(run, "t", same)) == 4
     assert kept_alignments(run, "t", SearchOptions(beam_size=4, alpha=0.6)) == []
     assert kept_alignments(run, "t", SearchOptions(beam_size=5, alpha=1.0)) == []
-    assert kept_alignments(run, "other", SearchOptions(beam_size=5, alpha=0.6)) == []
+    run.hyps["other"] = run.hyps["t"]
+    assert kept_alignments(run, "other", same) == []
+    # Not the run's outputs (left from an earlier decoding): not used.
+    run.hyps["t"][1] = "changed"
+    assert kept_alignments(run, "t", same) == []
+    # A damaged file is passed over (best.pt can still decode), not a stop.
+    path.write_text("{")
+    assert kept_alignments(run, "t", same) == []

@@ -100,7 +100,7 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert set(by_length) <= {"1-10", "11-20", "21-30", "31+"}
     assert "BLEU on test_2016_flickr by source length" in (out / "results.md").read_text()
     assert "| location |" in res.stdout and "BLEU test_2016_flickr" in res.stdout
-    # report.html: every test sentence; alignments for the variants that kept their weights.
+    # report.html: every test sentence; alignments for every variant (kept or decoded).
     meta, _ = read_report(out / "report.html")
     assert len(meta["sentences"]) == 12
     column = {label: v for v, label in enumerate(meta["variants"])}

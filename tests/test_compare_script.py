@@ -15,6 +15,28 @@ script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(script)
 
 
+@pytest.fixture(autouse=True)
+def keep_in_tmp(tmp_path, monkeypatch):
+    """Never read or write the repository's kept runs."""
+    monkeypatch.setattr(script, "KEPT", tmp_path / "kept")
+
+
+def fake_sweeps(monkeypatch, code: int = 0, on_start=lambda cmd: None) -> list:
+    """nmt-train replaced: each sweep records its command, calls on_start and exits `code`."""
+    calls = []
+
+    class Sweep:
+        def __init__(self, cmd, **kw):
+            calls.append(cmd)
+            on_start(cmd)
+
+        def wait(self) -> int:
+            return code
+
+    monkeypatch.setattr(script.subprocess, "Popen", Sweep)
+    return calls
+
+
 def fake_run(sweep: Path, name: str, attention: str, decoder: str, valid: float, test: float):
     run = sweep / name
     (run / ".hydra").mkdir(parents=True)
@@ -39,14 +61,9 @@ def test_ranking_reads_mean_validation_bleu_and_names_the_decoder(tmp_path, monk
 
 
 def test_a_tagged_comparison_has_its_own_sweeps_and_passes_overrides_on(tmp_path, monkeypatch):
-    calls = []
     monkeypatch.setattr(script, "SWEEPS", tmp_path)
     monkeypatch.setattr(script, "EXTRA", [])   # main() fills it; restored afterwards
-    def run(cmd, **kw):
-        calls.append(cmd)
-        return script.subprocess.CompletedProcess(cmd, 0)
-
-    monkeypatch.setattr(script.subprocess, "run", run)
+    calls = fake_sweeps(monkeypatch)
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "bdec", "--tag", "gpu",
                                      "hydra/launcher=parallel", "threads=1"])
     script.main()
@@ -57,12 +74,10 @@ def test_a_tagged_comparison_has_its_own_sweeps_and_passes_overrides_on(tmp_path
 
 def test_a_stopped_sweep_stops_the_plan(tmp_path, monkeypatch):
     """nmt-train exits 3 after Ctrl-C or SIGTERM: the next stage must not start."""
-    calls = []
     monkeypatch.setattr(script, "SWEEPS", tmp_path)
-    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: (
-        calls.append(cmd), script.subprocess.CompletedProcess(cmd, 3))[1])
+    calls = fake_sweeps(monkeypatch, code=3)
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "bdec"])
-    with pytest.raises(SystemExit, match="stopped .exit status 3."):
+    with pytest.raises(SystemExit, match="stopped or failed .exit status 3."):
         script.main()
     assert len(calls) == 1
 
@@ -71,7 +86,7 @@ def test_finished_runs_are_kept_and_a_lost_sweep_is_refilled(tmp_path, monkeypat
     """A new machine (or a lost disk) must not retrain the runs that had finished."""
     sweeps, kept = tmp_path / "multirun", tmp_path / "kept"
     monkeypatch.setattr(script, "SWEEPS", sweeps)
-    monkeypatch.setattr(script, "KEPT", kept)
+    monkeypatch.setattr(script, "KEPT", kept)   # as the autouse fixture, named here
     sweep = sweeps / "compare_converged"
     fake_run(sweep, "0_bahdanau_luong_seed1", "bahdanau", "luong", 33.0, 36.0)
     done = sweep / "0_bahdanau_luong_seed1"
@@ -90,13 +105,9 @@ def test_finished_runs_are_kept_and_a_lost_sweep_is_refilled(tmp_path, monkeypat
     assert not (kept / "compare_converged" / "1_location_luong_seed1").exists()
 
     shutil.rmtree(sweeps)   # the machine is gone
-    seen = []
-
-    def run(cmd, **kw):   # what the sweep finds when nmt-train starts
-        seen.append(sorted(p.name for p in sweep.iterdir()))
-        return script.subprocess.CompletedProcess(cmd, 0)
-
-    monkeypatch.setattr(script.subprocess, "run", run)
+    seen = []   # what the sweep finds when nmt-train starts
+    fake_sweeps(monkeypatch, on_start=lambda cmd: seen.append(sorted(p.name for p in
+                                                                     sweep.iterdir())))
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "seeds"])
     script.main()
     assert seen == [["0_bahdanau_luong_seed1"]]
