@@ -144,6 +144,49 @@ def test_ctrl_c_saves_and_resume_finishes(corpus, tmp_path):
     assert resumed["finished"] == "max_steps" and resumed["step"] > last["progress"]["step"]
 
 
+def test_the_same_command_again_continues_a_run_and_never_trains_over_it(corpus, tmp_path):
+    """A requeued job re-runs its command into the same hydra.run.dir: the interrupted run goes
+    on, a finished one is left as it is, and other settings are refused before anything is
+    written over."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nmt.cli.train", f"data.root={corpus}", "data.download=false",
+           f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=400", "data.test=[]",
+           "model.emb_size=16", "model.hidden_size=32", "train.max_steps=40",
+           "train.patience=100", "train.valid_every=2", "train.batch_tokens=500",
+           "train.heatmap_sentences=0", "threads=1", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "metrics.jsonl").is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == STOPPED, err[-2000:]
+    stopped = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]["step"]
+    assert stopped < 40
+
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from its last checkpoint" in again.stderr + again.stdout
+    done = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]
+    assert done["finished"] == "max_steps" and done["step"] == 40
+    steps = [int(line.split('"step": ')[1].split(",")[0])
+             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(2, 41, 2))   # the first validations kept, none repeated
+
+    kept = {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()}
+    finished = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "already finished (max_steps)" in finished.stderr + finished.stdout
+    other = subprocess.run([*cmd, "attention=location"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600)
+    assert other.returncode == 2
+    assert "already holds a run with other settings (attention.name: 'bahdanau' there, " \
+           "'location' here" in other.stderr
+    assert f"resume={run_dir}" in other.stderr
+    assert {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == kept
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=300))
 def test_reader_never_crashes_or_miscounts(raw):

@@ -48,6 +48,35 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     return out
 
 
+IGNORED = {"resume", "device", "threads"}   # what a continued run may run with anew
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def same_settings(run_dir: Path, conf: TrainConfig) -> None:
+    """A run folder's run may be continued by this command only if the command asks for the
+    same settings; otherwise a ValueError names the keys that differ."""
+    stored = OmegaConf.merge(OmegaConf.structured(TrainConfig),
+                             checkpoint.load(run_dir / "checkpoints" / "last.pt")["config"])
+    old, new = flat(OmegaConf.to_container(stored)), flat(asdict(conf))
+    differ = [k for k in sorted(old.keys() | new.keys())
+              if k.split(".")[0] not in IGNORED and old.get(k) != new.get(k)]
+    if differ:
+        shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise ValueError(f"{run_dir} already holds a run with other settings ({shown}{more}); "
+                         f"continue it with `nmt-train resume={run_dir}` (plain keys such as "
+                         "train.max_steps may change there) or train in another hydra.run.dir")
+
+
 @user_errors
 def train_main(cfg: DictConfig) -> float:
     conf = to_object(cfg, TrainConfig)
@@ -83,6 +112,20 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
                 log.info("%s was interrupted: resuming from its last checkpoint", run_dir)
                 conf.resume = str(run_dir)
                 extend = False
+        elif any((run_dir / f).is_file() for f in ("checkpoints/last.pt", "summary.json")):
+            # The same command again into a fixed hydra.run.dir (a requeued job): it continues
+            # the run there, or leaves it be if it finished; never trains over it from scratch.
+            if (run_dir / "checkpoints" / "last.pt").is_file():
+                same_settings(run_dir, conf)
+            summary = run_dir / "summary.json"
+            if summary.is_file():
+                done = json.loads(summary.read_text())
+                log.info("%s already finished (%s); nothing to do (another hydra.run.dir trains "
+                         "anew)", run_dir, done["progress"]["finished"])
+                return done["progress"]["best_bleu"]
+            log.info("%s holds an interrupted run: resuming from its last checkpoint", run_dir)
+            conf.resume = str(run_dir)
+            extend = False
     log.info("run folder: %s%s", run_dir, f" ({dist.world_size} processes)" if dist.enabled
              else "")
     log.debug("config: %s", asdict(conf))
