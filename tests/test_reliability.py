@@ -175,6 +175,7 @@ def test_the_same_command_again_continues_a_run_and_never_trains_over_it(corpus,
     assert steps == list(range(2, 41, 2))   # the first validations kept, none repeated
 
     kept = {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()}
+    record = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
     finished = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "already finished (max_steps)" in finished.stderr + finished.stdout
@@ -185,6 +186,9 @@ def test_the_same_command_again_continues_a_run_and_never_trains_over_it(corpus,
            "'location' here" in other.stderr
     assert f"resume={run_dir}" in other.stderr
     assert {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == kept
+    # Hydra wrote the refused command's .hydra/ there; the run's own is put back.
+    assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == record
+    assert "attention: bahdanau" in (run_dir / ".hydra" / "hydra.yaml").read_text()
 
 
 @settings(max_examples=60, deadline=None)

@@ -71,9 +71,25 @@ class RunFolderCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         creatable(config.hydra.run.dir, "hydra.run.dir")
+        # Hydra is about to write this command's .hydra/ over an earlier run's there; keep the
+        # earlier files so that a refused command can put them back (restore_hydra_files).
+        EARLIER_HYDRA_FILES.clear()
+        folder = Path(config.hydra.run.dir) / str(config.hydra.output_subdir or ".hydra")
+        if config.hydra.output_subdir is not None and folder.is_dir():
+            EARLIER_HYDRA_FILES.update({f: f.read_bytes() for f in folder.iterdir()
+                                        if f.is_file()})
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         creatable(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+EARLIER_HYDRA_FILES: dict[Path, bytes] = {}   # filled by RunFolderCheck.on_run_start
+
+
+def restore_hydra_files() -> None:
+    """Put back the .hydra/ files of the run that was in the run folder before this command."""
+    for path, data in EARLIER_HYDRA_FILES.items():
+        path.write_bytes(data)
 
 
 def creatable(folder: str, key: str) -> None:

@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nmt import checkpoint
-from nmt.cli.common import register_schemas, to_object, user_errors
+from nmt.cli.common import register_schemas, restore_hydra_files, to_object, user_errors
 from nmt.config import TrainConfig
 from nmt.device import setup_device
 from nmt.distributed import Dist, env_rank, env_world_size, init_from_env
@@ -70,6 +70,7 @@ def same_settings(run_dir: Path, conf: TrainConfig) -> None:
     differ = [k for k in sorted(old.keys() | new.keys())
               if k.split(".")[0] not in IGNORED and old.get(k) != new.get(k)]
     if differ:
+        restore_hydra_files()   # the folder's record stays that of its run
         shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in differ[:4])
         more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
         raise ValueError(f"{run_dir} already holds a run with other settings ({shown}{more}); "
