@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -414,5 +415,8 @@ def run(cfg: TrainConfig, run_dir: str | Path, dist: Dist | None = None,
         return {"progress": asdict(progress), "test": {}}
     summary = {"progress": asdict(progress), "test": trainer.evaluate_tests(),
                "parameters": sum(p.numel() for p in trainer.model.parameters())}
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
+    # Written whole or not at all: a summary.json is what marks a run as done.
+    tmp = Path(run_dir) / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, Path(run_dir) / "summary.json")
     return summary

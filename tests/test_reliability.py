@@ -1,10 +1,12 @@
 """Bad input and faults: clear errors naming the key/file, nothing lost, clean stops."""
 
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,14 +156,7 @@ def test_the_same_command_again_continues_a_run_and_never_trains_over_it(corpus,
            "model.emb_size=16", "model.hidden_size=32", "train.max_steps=40",
            "train.patience=100", "train.valid_every=2", "train.batch_tokens=500",
            "train.heatmap_sentences=0", "threads=1", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (run_dir / "metrics.jsonl").is_file():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == STOPPED, err[-2000:]
+    stop_early(cmd, run_dir / "metrics.jsonl", tmp_path)
     stopped = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]["step"]
     assert stopped < 40
 
@@ -176,9 +171,12 @@ def test_the_same_command_again_continues_a_run_and_never_trains_over_it(corpus,
 
     kept = {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()}
     record = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
-    finished = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    # Where the files are is not a setting of the run.
+    moved = [*cmd[:-1], f"data.cache_dir={tmp_path / 'cache2'}", cmd[-1]]
+    finished = subprocess.run(moved, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "already finished (max_steps)" in finished.stderr + finished.stdout
+    assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == record
     other = subprocess.run([*cmd, "attention=location"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=600)
     assert other.returncode == 2
@@ -189,6 +187,37 @@ def test_the_same_command_again_continues_a_run_and_never_trains_over_it(corpus,
     # Hydra wrote the refused command's .hydra/ there; the run's own is put back.
     assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == record
     assert "attention: bahdanau" in (run_dir / ".hydra" / "hydra.yaml").read_text()
+
+    # Extended with resume= and stopped again: its summary.json is the first end's, but the
+    # job's command (now with the new budget) goes on training.
+    longer = [*cmd[:-1], "train.max_steps=60", cmd[-1]]
+    stop_early([sys.executable, "-m", "nmt.cli.train", f"resume={run_dir}", "threads=1",
+                "train.max_steps=60", f"hydra.run.dir={tmp_path / 'log'}"],
+               run_dir / "valid" / "step42.hyp", tmp_path)
+    assert (run_dir / "summary.json").is_file()
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]["step"] < 60
+    res = subprocess.run(longer, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]["step"] == 60
+
+    # Its checkpoints deleted, a finished run still is not trained over by another command.
+    shutil.rmtree(run_dir / "checkpoints")
+    res = subprocess.run([*longer, "attention=location"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 2 and "its .hydra/config.yaml" in res.stderr
+    assert not (run_dir / "checkpoints").exists()
+
+
+def stop_early(cmd: list[str], first_file: Path, cwd: Path) -> None:
+    """Run `cmd`, stop it with Ctrl-C once `first_file` appears; it must save and exit 3."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not first_file.is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == STOPPED, err[-2000:]
 
 
 @settings(max_examples=60, deadline=None)

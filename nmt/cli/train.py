@@ -18,7 +18,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nmt import checkpoint
-from nmt.cli.common import register_schemas, restore_hydra_files, to_object, user_errors
+from nmt.cli.common import (
+    EARLIER_HYDRA_FILES,
+    register_schemas,
+    restore_hydra_files,
+    to_object,
+    user_errors,
+)
 from nmt.config import TrainConfig
 from nmt.device import setup_device
 from nmt.distributed import Dist, env_rank, env_world_size, init_from_env
@@ -48,7 +54,9 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     return out
 
 
-IGNORED = {"resume", "device", "threads"}   # what a continued run may run with anew
+# What a continued run may run with anew: where files are, how often it logs.
+IGNORED = ("resume", "device", "threads", "data.root", "data.cache_dir", "data.download",
+           "train.log_every", "train.tensorboard", "train.save_every_minutes")
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -61,21 +69,57 @@ def flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def same_settings(run_dir: Path, conf: TrainConfig) -> None:
-    """A run folder's run may be continued by this command only if the command asks for the
-    same settings; otherwise a ValueError names the keys that differ."""
-    stored = OmegaConf.merge(OmegaConf.structured(TrainConfig),
-                             checkpoint.load(run_dir / "checkpoints" / "last.pt")["config"])
-    old, new = flat(OmegaConf.to_container(stored)), flat(asdict(conf))
-    differ = [k for k in sorted(old.keys() | new.keys())
-              if k.split(".")[0] not in IGNORED and old.get(k) != new.get(k)]
+def other_settings(stored: dict, conf: TrainConfig) -> list[str]:
+    """'key: there, here' for each setting of a stored run's config that this command changes."""
+    old = flat(OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(TrainConfig),
+                                                      stored)))
+    new = flat(asdict(conf))
+    return [f"{k}: {old.get(k)!r} there, {new.get(k)!r} here"
+            for k in sorted(old.keys() | new.keys())
+            if not any(k == i or k.startswith(i + ".") for i in IGNORED)
+            and old.get(k) != new.get(k)]
+
+
+def read_summary(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):   # missing, or cut short by a crash while written
+        return None
+
+
+def folder_decision(run_dir: Path, conf: TrainConfig, check: bool) -> tuple[str, object]:
+    """What this command does in a run folder that may hold a run: ("fresh", None),
+    ("resume", None), ("done", (best BLEU, how it ended)) or ("refuse", why). With `check`,
+    a run started with other settings is refused (a plain run's folder; a sweep's folders are
+    its own)."""
+    last, summary = run_dir / "checkpoints" / "last.pt", run_dir / "summary.json"
+    if not last.is_file() and not summary.is_file():
+        return "fresh", None
+    differ: list[str] = []
+    finished = "done"
+    if last.is_file():
+        ckpt = checkpoint.load(last)
+        finished = ckpt["progress"]["finished"]
+        differ = other_settings(ckpt["config"], conf) if check else []
+    elif check:   # checkpoints deleted: the record Hydra kept is all there is to compare
+        record = run_dir / ".hydra" / "config.yaml"
+        earlier = EARLIER_HYDRA_FILES.get(record)
+        if earlier is not None and record.is_file() and earlier != record.read_bytes():
+            differ = ["its .hydra/config.yaml"]
     if differ:
-        restore_hydra_files()   # the folder's record stays that of its run
-        shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in differ[:4])
         more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
-        raise ValueError(f"{run_dir} already holds a run with other settings ({shown}{more}); "
-                         f"continue it with `nmt-train resume={run_dir}` (plain keys such as "
-                         "train.max_steps may change there) or train in another hydra.run.dir")
+        return "refuse", (f"{run_dir} already holds a run with other settings "
+                          f"({', '.join(differ[:4])}{more}); continue it with `nmt-train "
+                          f"resume={run_dir}` (plain keys such as train.max_steps may change "
+                          "there) or train in another hydra.run.dir")
+    if finished in ("", "interrupted"):
+        return "resume", None   # a summary.json there is an earlier end's, extended since
+    done = read_summary(summary)
+    if done is not None:
+        return "done", (done["progress"]["best_bleu"], done["progress"]["finished"])
+    if last.is_file():
+        return "resume", None   # training ended; the test sets and summary.json follow
+    return "refuse", f"{summary}: unreadable, and no checkpoint to finish the run from"
 
 
 @user_errors
@@ -100,31 +144,26 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
             logging.getLogger().addHandler(handler)
     else:
         run_dir = Path(dist.broadcast(HydraConfig.get().runtime.output_dir))  # rank 0's
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # The same sweep again (same hydra.sweep.dir): finished runs are skipped and
-            # interrupted ones continue from their last checkpoint.
-            summary = run_dir / "summary.json"
-            if summary.is_file():
-                done = json.loads(summary.read_text())
-                log.info("%s already finished (%s): skipped", run_dir,
-                         done["progress"]["finished"])
-                return done["progress"]["best_bleu"]
-            if (run_dir / "checkpoints" / "last.pt").is_file():
-                log.info("%s was interrupted: resuming from its last checkpoint", run_dir)
-                conf.resume = str(run_dir)
-                extend = False
-        elif any((run_dir / f).is_file() for f in ("checkpoints/last.pt", "summary.json")):
-            # The same command again into a fixed hydra.run.dir (a requeued job): it continues
-            # the run there, or leaves it be if it finished; never trains over it from scratch.
-            if (run_dir / "checkpoints" / "last.pt").is_file():
-                same_settings(run_dir, conf)
-            summary = run_dir / "summary.json"
-            if summary.is_file():
-                done = json.loads(summary.read_text())
-                log.info("%s already finished (%s); nothing to do (another hydra.run.dir trains "
-                         "anew)", run_dir, done["progress"]["finished"])
-                return done["progress"]["best_bleu"]
-            log.info("%s holds an interrupted run: resuming from its last checkpoint", run_dir)
+        # The same command again (a sweep, or a requeued job with a fixed hydra.run.dir): a
+        # finished run is left as it is, an interrupted one continues from its last checkpoint;
+        # nothing is trained over from scratch. Rank 0 decides for every rank.
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        try:
+            what, detail = dist.broadcast(folder_decision(run_dir, conf, check=not multirun)
+                                          if dist.is_main else None)
+        except Exception:
+            restore_hydra_files()
+            raise
+        if what == "refuse":
+            restore_hydra_files()   # the folder's record stays that of its run
+            raise ValueError(detail)
+        if what == "done":
+            restore_hydra_files()
+            log.info("%s already finished (%s); nothing to do (another %s trains anew)",
+                     run_dir, detail[1], "hydra.sweep.dir" if multirun else "hydra.run.dir")
+            return float(detail[0])
+        if what == "resume":
+            log.info("%s was interrupted: resuming from its last checkpoint", run_dir)
             conf.resume = str(run_dir)
             extend = False
     log.info("run folder: %s%s", run_dir, f" ({dist.world_size} processes)" if dist.enabled
