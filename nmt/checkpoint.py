@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path}: refused to load: the file holds objects other than "
                               f"tensors and plain data ({str(err).splitlines()[0]})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error) as err:
         raise CheckpointError(f"{path}: truncated or corrupted checkpoint ({err})") from err
     if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
         raise CheckpointError(f"{path}: not a checkpoint of this toolkit (no model/config)")

@@ -74,11 +74,20 @@ def test_checkpoint_load_refuses_code(tmp_path):
     assert not marker.exists()
 
 
-def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("keep", [0.5, 4, 0])
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, keep):
     path = tmp_path / "c.pt"
     checkpoint.save({"model": {"w": torch.ones(1000)}, "config": {}}, path)
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])   # half, 4 bytes, none
+    with pytest.raises(checkpoint.CheckpointError, match="c.pt"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize("junk", [b"junk", b"\x80\x02", b"not a checkpoint at all\n" * 10])
+def test_a_file_that_is_no_checkpoint_is_a_clear_error(tmp_path, junk):
+    path = tmp_path / "c.pt"
+    path.write_bytes(junk)
     with pytest.raises(checkpoint.CheckpointError, match="c.pt"):
         checkpoint.load(path)
 

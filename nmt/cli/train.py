@@ -148,12 +148,13 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
         # finished run is left as it is, an interrupted one continues from its last checkpoint;
         # nothing is trained over from scratch. Rank 0 decides for every rank.
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-        try:
-            what, detail = dist.broadcast(folder_decision(run_dir, conf, check=not multirun)
-                                          if dist.is_main else None)
-        except Exception:
-            restore_hydra_files()
-            raise
+        decision = None
+        if dist.is_main:
+            try:
+                decision = folder_decision(run_dir, conf, check=not multirun)
+            except Exception as err:   # every rank must hear of it (a damaged last.pt, ...)
+                decision = ("refuse", f"{run_dir} holds a run that cannot be read: {err}")
+        what, detail = dist.broadcast(decision)
         if what == "refuse":
             restore_hydra_files()   # the folder's record stays that of its run
             raise ValueError(detail)
