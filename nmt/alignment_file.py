@@ -2,8 +2,9 @@
 
 Training decodes its test sets once, with best.pt; keeping the alignments of the first sentences
 of the first set lets nmt-compare draw alignment grids and report.html for a run kept without
-its weights (checkpoints are 20-400 MB, this file about 0.2 KB a sentence). The weights are
-stored as 8-bit values (w * 255, the resolution of the report), all matrices in one zlib stream.
+its weights (checkpoints are 20-400 MB, this file about 0.15-0.2 KB a sentence). The weights are
+stored as 8-bit values (w * 255, the resolution of the report), all matrices in one zlib stream,
+the sentences (text, score, pieces) as zlib-compressed JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from nmt.translate import Translation
 
-VERSION = 1
+VERSION = 2   # 1: the same with the sentences as plain JSON
 
 
 def quantize(alignment: object) -> np.ndarray:
@@ -28,6 +29,14 @@ def quantize(alignment: object) -> np.ndarray:
     a = np.asarray(alignment.float().numpy() if hasattr(alignment, "float") else alignment,
                    dtype=np.float32)
     return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+
+
+def packed(data: bytes) -> str:
+    return base64.b64encode(zlib.compress(data, 9)).decode("ascii")
+
+
+def unpacked(text: str) -> bytes:
+    return zlib.decompress(base64.b64decode(text, validate=True))
 
 
 def write_alignments(path: str | os.PathLike, translations: Sequence[Translation],
@@ -44,9 +53,9 @@ def write_alignments(path: str | os.PathLike, translations: Sequence[Translation
                         a=[len(matrices), int(m.shape[0]), int(m.shape[1])])
             matrices.extend(m.tobytes())
         sentences.append(item)
+    text = json.dumps(sentences, ensure_ascii=False).encode("utf-8")
     data = {"version": VERSION, "test_set": test_set, "beam": beam, "alpha": alpha,
-            "sentences": sentences,
-            "weights": base64.b64encode(zlib.compress(bytes(matrices), 9)).decode("ascii")}
+            "sentences": packed(text), "weights": packed(bytes(matrices))}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
@@ -58,11 +67,14 @@ def read_alignments(path: str | os.PathLike) -> tuple[dict, list[Translation]]:
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-        if data.get("version") != VERSION:
+        if data.get("version") not in (1, VERSION):
             raise ValueError(f"version {data.get('version')}, expected {VERSION}")
-        weights = np.frombuffer(zlib.decompress(base64.b64decode(data["weights"])), np.uint8)
+        weights = np.frombuffer(unpacked(data["weights"]), np.uint8)
+        sentences = data["sentences"]
+        if data["version"] > 1:
+            sentences = json.loads(unpacked(sentences).decode("utf-8"))
         out = []
-        for s in data["sentences"]:
+        for s in sentences:
             alignment = None
             if "a" in s:
                 start, rows, cols = s["a"]

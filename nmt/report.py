@@ -19,17 +19,12 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU
 
-from nmt.alignment_file import quantize  # the page divides by 255
+from nmt.alignment_file import packed, quantize  # the page divides weights by 255
 from nmt.analysis import LENGTH_BUCKETS, bleu_by_length, bucket_label, bucket_of
 from nmt.compare import Run, table_cells, test_files
 from nmt.config import SearchOptions
 from nmt.data.corpus import iter_lines, read_lines
 from nmt.translate import Translation
-
-
-def packed(data: bytes) -> str:
-    return base64.b64encode(zlib.compress(data, 9)).decode("ascii")
-
 
 SENTENCE_BLEU = BLEU(effective_order=True)   # as sacrebleu.sentence_bleu
 

@@ -1,7 +1,9 @@
 """test/alignments.json: the alignments a run keeps of its test translations, read back as
 translations nmt-compare can draw for a run kept without its weights."""
 
+import base64
 import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,16 @@ def test_compare_uses_kept_alignments_only_for_the_same_search(tmp_path: Path):
     # A damaged file is passed over (best.pt can still decode), not a stop.
     path.write_text("{")
     assert kept_alignments(run, "t", same) == []
+
+
+def test_files_of_the_first_version_are_still_read(tmp_path: Path):
+    """Version 1 kept the sentences as plain JSON; runs of the comparison wrote such files."""
+    path = tmp_path / "alignments.json"
+    write_alignments(path, translations(), "t", 5, 0.6)
+    data = json.loads(path.read_text())
+    data["version"], data["sentences"] = 1, json.loads(zlib.decompress(
+        base64.b64decode(data["sentences"])))
+    path.write_text(json.dumps(data))
+    _, back = read_alignments(path)
+    assert [t.text for t in back] == [t.text for t in translations()]
+    assert back[0].alignment.shape == translations()[0].alignment.shape
