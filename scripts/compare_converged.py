@@ -45,8 +45,12 @@ STAGES = ("seeds", "bdec", "seed3", "base", "table")
 EXTRA: list[str] = []   # nmt-train overrides given on this script's command line
 
 
-def copy_light(src: Path, dst: Path) -> None:
+def copy_light(src: Path, dst: Path, first_record: bool = False) -> None:
+    """With first_record, a .hydra/ already in dst is kept: Hydra rewrites a run's .hydra/
+    whenever its sweep runs again, even when the run is skipped."""
     for name in LIGHT:
+        if first_record and name == ".hydra" and (dst / name).is_dir():
+            continue
         if (src / name).is_dir():
             shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
         elif (src / name).is_file():
@@ -59,7 +63,7 @@ def collect() -> list[Path]:
     kept = []
     for run in sorted(SWEEPS.glob("compare_converged*/*/summary.json")):
         dst = KEPT / run.parent.parent.name / run.parent.name
-        copy_light(run.parent, dst)
+        copy_light(run.parent, dst, first_record=True)
         kept.append(dst)
     return kept
 

@@ -103,6 +103,13 @@ def test_finished_runs_are_kept_and_a_lost_sweep_is_refilled(tmp_path, monkeypat
     assert sorted(p.name for p in copy.iterdir()) == [".hydra", "metrics.jsonl", "summary.json",
                                                       "test"]   # no checkpoints
     assert not (kept / "compare_converged" / "1_location_luong_seed1").exists()
+    # The sweep again rewrites the finished run's .hydra/ (Hydra does): the first record stays.
+    record = (copy / ".hydra" / "config.yaml").read_text()
+    (done / ".hydra" / "config.yaml").write_text("threads: 7\n")
+    (done / "summary.json").write_text('{"progress": {"best_bleu": 33.5}}')   # extended since
+    script.collect()
+    assert (copy / ".hydra" / "config.yaml").read_text() == record
+    assert "33.5" in (copy / "summary.json").read_text()
 
     shutil.rmtree(sweeps)   # the machine is gone
     seen = []   # what the sweep finds when nmt-train starts
