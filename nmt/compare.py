@@ -127,7 +127,9 @@ def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torc
         if same and out.is_file():
             run.hyps[name] = read_lines(out)
             run.decode_speed[name] = stored[name].get("sentences_per_s", float("nan"))
-            kept = kept_alignments(run, name, opts) if k == 0 and align else []
+            if k > 0 or not align:
+                continue
+            kept = kept_alignments(run, name, opts)
             if len(kept) >= min(align, len(run.hyps[name])) or not want:   # kept is enough
                 run.aligned = kept[:align]
             else:

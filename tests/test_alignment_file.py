@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nmt.alignment_file import read_alignments, write_alignments
-from nmt.compare import Run, kept_alignments
+from nmt.compare import Run, decode_run, kept_alignments
 from nmt.config import SearchOptions
 from nmt.translate import Translation
 
@@ -85,3 +85,20 @@ def test_files_of_the_first_version_are_still_read(tmp_path: Path):
     _, back = read_alignments(path)
     assert [t.text for t in back] == [t.text for t in translations()]
     assert back[0].alignment.shape == translations()[0].alignment.shape
+
+
+def test_a_weightless_run_shows_kept_alignments_whatever_the_other_test_sets(tmp_path: Path):
+    """nmt-compare over two test sets: the first set's kept alignments stay (the second set,
+    which has none, must not clear them)."""
+    kept = translations()
+    (tmp_path / "test").mkdir()
+    for name in ("t1", "t2"):
+        (tmp_path / "test" / f"{name}.de").write_text("".join(t.text + "\n" for t in kept))
+    write_alignments(tmp_path / "test" / "alignments.json", kept, "t1", 5, 0.6)
+    run = Run(tmp_path, "bahdanau", 1, "finished", config={"data": {"tgt_lang": "de"}},
+              summary={"test": {n: {"beam": 5, "alpha": 0.6} for n in ("t1", "t2")},
+                       "parameters": 10})
+    decode_run(run, ["t1", "t2"], SearchOptions(beam_size=5, alpha=0.6), torch.device("cpu"),
+               align=3)
+    assert [t.text for t in run.aligned] == [t.text for t in kept[:3]]
+    assert all(t.alignment is not None for t in run.aligned)
