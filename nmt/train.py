@@ -364,8 +364,7 @@ class Trainer:
         results = {}
         out_dir = self.run_dir / "test"
         out_dir.mkdir(exist_ok=True)
-        for k, name in enumerate(self.data.tests):
-            split = self.data.tests[name]
+        for k, (name, split) in enumerate(self.data.tests.items()):
             # The first set's first sentences also keep their alignments (test/alignments.json),
             # so that nmt-compare can show them for a run kept without its weights.
             # One decoding of the whole set, batched as without alignments (same outputs).
