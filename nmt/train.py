@@ -267,6 +267,12 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         start = saved = time.time()   # `start`: training time since then is not in p.elapsed
         with self.signals:
+            if (p.step and p.window_all_tokens and not p.finished
+                    and p.step % cfg.train.valid_every == 0):
+                # Stopped after a step that was due for validation and before it: validate it
+                # now, as the run left alone did.
+                self.validate_and_save(0.0, "")
+                start = saved = time.time()
             while not p.finished and p.epoch < cfg.train.max_epochs:
                 batches = token_batches(self.data.train, cfg.train.batch_tokens, cfg.seed, p.epoch)
                 bar = tqdm(total=len(batches), initial=p.batch_in_epoch, desc=f"epoch {p.epoch}",

@@ -113,3 +113,39 @@ def test_a_submitit_job_warned_by_sigusr2_saves_is_requeued_and_resumes(corpus, 
     assert "was interrupted: resuming from its last checkpoint" in log
     progress = json.loads((run / "summary.json").read_text())["progress"]
     assert progress["finished"] == "max_minutes"
+
+
+def test_a_stop_at_a_validation_step_validates_it_on_resume(corpus, tmp_path):
+    """Ctrl-C during the step before a validation saves without validating; the resumed run
+    must still validate that step, or its metrics lose a row for good."""
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    cfg.train = replace(cfg.train, max_steps=6, valid_every=2)
+    Trainer(cfg, tmp_path / "alone").fit()
+
+    trainer = Trainer(cfg, tmp_path / "stopped")
+    real_step = trainer.train_step
+
+    def train_step(idx):
+        out = real_step(idx)
+        if trainer.progress.step == 3:       # this is step 4, due for validation
+            trainer.signals.received = signal.SIGINT
+        return out
+
+    trainer.train_step = train_step
+    assert trainer.fit().finished == "interrupted"
+    last = checkpoint.load(tmp_path / "stopped" / "checkpoints" / "last.pt")["progress"]
+    assert last["step"] == 4
+
+    resumed = Trainer(cfg, tmp_path / "stopped")
+    resumed.resume(tmp_path / "stopped" / "checkpoints" / "last.pt")
+    resumed.progress.finished = ""
+    assert resumed.fit().finished == "max_steps"
+
+    def rows(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x) for x in lines]
+
+    keys = ("step", "epoch", "train_loss", "val_loss", "bleu", "chrf")
+    assert [r["step"] for r in rows("stopped")] == [2, 4, 6]
+    assert [[r[k] for k in keys] for r in rows("stopped")] == \
+        [[r[k] for k in keys] for r in rows("alone")]
