@@ -13,6 +13,7 @@ The selections read validation BLEU only; the test sets are decoded once per run
 Each finished run's light files (summary, metrics, test outputs and alignments, Hydra config) are
 kept in benchmarks/results/compare_converged/sweeps/ after every stage and with --collect; a
 sweep folder lost with its machine is refilled from there, so only unfinished runs train again.
+`--status` lists every run of the plan: finished (best validation, test BLEU/chrF) or under way.
 Other arguments are nmt-train overrides for every run; with --tag the same plan runs as a second
 comparison (its own sweeps and tables), e.g. on one GPU, 14 runs at once (README):
 
@@ -128,6 +129,39 @@ def by_decoder(variants: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def run_line(run: Path) -> str:
+    """One run's state: finished (how, best validation, test BLEU/chrF) or its last validation."""
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
+            if x.strip()] if (run / "metrics.jsonl").is_file() else []
+    if (run / "summary.json").is_file():
+        s = json.loads((run / "summary.json").read_text())
+        p = s["progress"]
+        tests = "  ".join(f"{name} {t['bleu']:.2f}/{t['chrf']:.2f}"
+                          for name, t in s.get("test", {}).items())
+        return (f"{run.name}: {p['finished']} at step {p['step']}, best val {p['best_bleu']:.2f} "
+                f"at {p['best_step']}, {p['elapsed'] / 60:.1f} min  {tests}")
+    if not rows:
+        return f"{run.name}: started, not yet validated"
+    last = rows[-1]
+    best = max(rows, key=lambda r: r["bleu"])
+    return (f"{run.name}: training, validated at step {last['step']} (val {last['bleu']:.2f}; "
+            f"best {best['bleu']:.2f} at {best['step']}), {last['elapsed'] / 60:.1f} min")
+
+
+def status(tag: str) -> None:
+    """Every sweep of the plan: its runs, finished or under way."""
+    names = ("", "_bdec", "_seed3_luong", "_seed3_bahdanau", "_base")
+    for sweep in (SWEEPS / f"compare_converged{n}{tag}" for n in names):
+        if not sweep.is_dir():
+            continue
+        runs = sorted((d for d in sweep.iterdir() if d.is_dir() and d.name[0].isdigit()),
+                      key=lambda d: int(d.name.split("_")[0]))
+        done = sum((r / "summary.json").is_file() for r in runs)
+        print(f"{sweep.name}: {done} of {len(runs)} started runs finished")
+        for run in runs:
+            print("  " + run_line(run))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--until", choices=STAGES, default="table")
@@ -136,11 +170,16 @@ def main() -> None:
     ap.add_argument("--base-seeds", default="1,2")
     ap.add_argument("--collect", action="store_true", help="only copy the finished runs' light "
                     "files into benchmarks/results/compare_converged/sweeps (while a sweep runs)")
+    ap.add_argument("--status", action="store_true", help="only list each sweep's runs: "
+                    "finished (best validation, test BLEU/chrF) or under way (last validation)")
     a, EXTRA[:] = ap.parse_known_args()
+    t = f"_{a.tag}" if a.tag else ""
+    if a.status:
+        status(t)
+        return
     if a.collect:
         print(f"{len(collect())} finished runs kept in {KEPT}")
         return
-    t = f"_{a.tag}" if a.tag else ""
     stages = STAGES[:STAGES.index(a.until) + 1]
     first = (f"compare_converged{t}", f"compare_converged_bdec{t}")   # the selections
     if "seeds" in stages:

@@ -124,3 +124,31 @@ def test_finished_runs_are_kept_and_a_lost_sweep_is_refilled(tmp_path, monkeypat
     # A run folder that holds files (a run under way) is never overwritten.
     (sweep / "0_bahdanau_luong_seed1" / "summary.json").unlink()
     assert script.restore("compare_converged") == []
+
+
+def test_status_lists_finished_and_running_runs_of_each_sweep(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    sweep = tmp_path / "compare_converged"
+    done = sweep / "10_gmm_luong_seed1"
+    done.mkdir(parents=True)
+    (done / "summary.json").write_text(json.dumps({
+        "progress": {"finished": "early_stopping", "step": 750, "best_bleu": 31.5,
+                     "best_step": 500, "elapsed": 600},
+        "test": {"test_2016_flickr": {"bleu": 33.25, "chrf": 58.5}}}))
+    running = sweep / "2_bahdanau_luong_seed1"
+    running.mkdir()
+    (running / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "bleu": b, "elapsed": 60.0 * s / 250}) + "\n"
+        for s, b in ((250, 20.0), (500, 24.5), (750, 24.0))))
+    (sweep / "3_location_luong_seed1").mkdir()
+    (tmp_path / "compare_converged_gpu").mkdir()   # another tag's sweep: not listed
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--status"])
+    script.main()
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "compare_converged: 1 of 3 started runs finished",
+        "  2_bahdanau_luong_seed1: training, validated at step 750 (val 24.00; best 24.50 at "
+        "500), 3.0 min",
+        "  3_location_luong_seed1: started, not yet validated",
+        "  10_gmm_luong_seed1: early_stopping at step 750, best val 31.50 at 500, 10.0 min  "
+        "test_2016_flickr 33.25/58.50"]
