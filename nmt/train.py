@@ -330,8 +330,11 @@ class Trainer:
                 if p.batch_in_epoch + world > len(batches) and not p.finished:
                     p.epoch += 1
                     p.batch_in_epoch = 0
-            if not p.finished:
+            if not p.finished and p.window_all_tokens:
                 self.validate_and_save(time.time() - start, "max_epochs")
+            elif not p.finished:   # the last step was validated already: no second row
+                self.bank_time(time.time() - start)
+                p.finished = "max_epochs"
             if p.finished == "interrupted":
                 self.signals.hand_over()
         if p.finished != "interrupted":

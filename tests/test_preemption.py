@@ -13,6 +13,7 @@ import pytest
 
 from nmt import checkpoint
 from nmt.cli.train import STOPPED
+from nmt.data.dataset import token_batches
 from nmt.train import Trainer
 from tests.test_end_to_end import small_corpus
 from tests.test_reliability import tiny_config
@@ -149,3 +150,16 @@ def test_a_stop_at_a_validation_step_validates_it_on_resume(corpus, tmp_path):
     assert [r["step"] for r in rows("stopped")] == [2, 4, 6]
     assert [[r[k] for k in keys] for r in rows("stopped")] == \
         [[r[k] for k in keys] for r in rows("alone")]
+
+
+def test_the_epoch_budget_ending_on_a_validation_step_validates_once(corpus, tmp_path):
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    trainer = Trainer(cfg, tmp_path / "run")
+    per_epoch = len(token_batches(trainer.data.train, cfg.train.batch_tokens, cfg.seed, 0))
+    trainer.cfg = replace(cfg, train=replace(cfg.train, max_steps=0, max_epochs=1,
+                                             valid_every=per_epoch))
+    assert trainer.fit().finished == "max_epochs"
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [per_epoch]
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"][
+        "finished"] == "max_epochs"
