@@ -59,6 +59,15 @@ class Progress:
     window_seconds: float = 0.0
 
 
+def metrics_row(line: str) -> dict | None:
+    """A metrics.jsonl line, or None for a blank or damaged one (a crash mid-write)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("step"), int) else None
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, data: Data | None = None,
                  dist: Dist | None = None):
@@ -116,7 +125,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         ckpt_dir = self.run_dir / "checkpoints"
-        checkpoint.save(last, ckpt_dir / "last.pt")
+        # last.pt last: killed before it, the run resumes from the previous one and redoes
+        # this validation, so best.pt never lags behind the progress that last.pt records.
         weights = None
         if best or (validated and self.cfg.train.keep_last):
             weights = self.checkpoint_dict(False)
@@ -124,6 +134,8 @@ class Trainer:
             checkpoint.save(weights, ckpt_dir / "best.pt")
         if validated and self.cfg.train.keep_last:
             checkpoint.save(weights, ckpt_dir / f"step{self.progress.step}.pt")
+        checkpoint.save(last, ckpt_dir / "last.pt")
+        if validated and self.cfg.train.keep_last:
             for old in step_checkpoints(self.run_dir)[:-self.cfg.train.keep_last]:
                 old.unlink()
 
@@ -160,8 +172,8 @@ class Trainer:
         # redone, so drop their lines.
         metrics = self.run_dir / "metrics.jsonl"
         if metrics.is_file() and self.dist.is_main:
-            rows = [x for x in metrics.read_text().splitlines()
-                    if x.strip() and json.loads(x)["step"] <= self.progress.step]
+            rows = [x for x in metrics.read_text(errors="replace").splitlines()
+                    if (row := metrics_row(x)) and row["step"] <= self.progress.step]
             metrics.write_text("".join(x + "\n" for x in rows))
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.progress.step,
                  self.progress.epoch, self.progress.batch_in_epoch)
@@ -192,6 +204,8 @@ class Trainer:
         }
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())   # last.pt, saved next, counts this row as written
         log.info("step %d: val loss %.3f ppl %.2f BLEU %.2f chrF %.2f%s", p.step, val_loss,
                  row["val_ppl"], scores.bleu, scores.chrf, " (best)" if improved else "")
         self.board.valid(p.step, row)
@@ -247,7 +261,10 @@ class Trainer:
         # DDP averages the ranks' gradients; dividing by the global tokens / world size makes
         # that average the gradient of global loss / global tokens, as for the union batch.
         (loss / (n_tokens / self.dist.world_size)).backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_norm)
+        if not math.isfinite(norm):   # a finite loss with an inf gradient: clipping makes it
+            self.opt.zero_grad(set_to_none=True)   # NaN, which Adam would write into weights
+            return float("nan"), n_tokens
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return total, n_tokens
@@ -267,12 +284,16 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         start = saved = time.time()   # `start`: training time since then is not in p.elapsed
         with self.signals:
-            if (p.step and p.window_all_tokens and not p.finished
-                    and p.step % cfg.train.valid_every == 0):
-                # Stopped after a step that was due for validation and before it: validate it
-                # now, as the run left alone did.
-                self.validate_and_save(0.0, "")
+            # Resumed: a budget may already be spent (a finished run resumed without a new
+            # one), and a stop may have come after a step that was due for validation and
+            # before it: validate that step now, as the run left alone did.
+            spent = "" if p.finished else self.dist.agree(self.budget_reached(0.0))
+            if not p.finished and p.step and p.window_all_tokens and (
+                    spent or p.step % cfg.train.valid_every == 0):
+                self.validate_and_save(0.0, spent)
                 start = saved = time.time()
+            elif spent:
+                p.finished = spent
             while not p.finished and p.epoch < cfg.train.max_epochs:
                 batches = token_batches(self.data.train, cfg.train.batch_tokens, cfg.seed, p.epoch)
                 bar = tqdm(total=len(batches), initial=p.batch_in_epoch, desc=f"epoch {p.epoch}",
@@ -335,10 +356,10 @@ class Trainer:
             elif not p.finished:   # the last step was validated already: no second row
                 self.bank_time(time.time() - start)
                 p.finished = "max_epochs"
-            if p.finished == "interrupted":
+            if p.finished != "interrupted":
+                self.save(best=False)
+            if self.signals.requested:   # also when the budget ended training at that step
                 self.signals.hand_over()
-        if p.finished != "interrupted":
-            self.save(best=False)
         self.board.close()
         log.info("training finished (%s) after %d steps, %.1f min; best BLEU %.2f at step %d",
                  p.finished, p.step, p.elapsed / 60, p.best_bleu, p.best_step)
@@ -418,7 +439,14 @@ def run(cfg: TrainConfig, run_dir: str | Path, dist: Dist | None = None,
             log.info("run already finished (%s)", trainer.progress.finished)
         if extend:
             ended, trainer.progress.finished = False, ""
+            # under way again: the earlier end's summary no longer describes the run
+            if trainer.dist.is_main:
+                (Path(run_dir) / "summary.json").unlink(missing_ok=True)
     progress = trainer.progress if ended else trainer.fit()
+    if trainer.signals.requested and trainer.dist.is_main:
+        # Stopped by a signal, even on the step that ended training: no test decoding now
+        # (a job system's grace period is short); the same command completes the run.
+        return {"progress": asdict(progress), "test": {}, "stopped": True}
     if progress.finished == "interrupted" or not trainer.dist.is_main:
         return {"progress": asdict(progress), "test": {}}
     summary = {"progress": asdict(progress), "test": trainer.evaluate_tests(),

@@ -3,16 +3,21 @@ Hydra's submitit launcher warned by SIGUSR2 saves, is requeued and resumes (subm
 executor stands in for Slurm: the same signal and requeue code, with processes on this machine)."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from nmt import checkpoint
-from nmt.cli.train import STOPPED
+from nmt import train as train_module
+from nmt.cli.train import STOPPED, folder_decision
 from nmt.data.dataset import token_batches
 from nmt.train import Trainer
 from tests.test_end_to_end import small_corpus
@@ -54,7 +59,7 @@ def test_sigterm_saves_stops_the_sweep_and_the_same_command_resumes(corpus, tmp_
         done = json.loads((tmp_path / "sweep" / run / "summary.json").read_text())
         assert done["progress"]["finished"] == "max_steps"
     resumed = json.loads((first / "summary.json").read_text())["progress"]
-    assert resumed["step"] == max(8, last["step"] + 1)
+    assert resumed["step"] == max(8, last["step"])   # a budget already spent: no more steps
 
 
 class Killed(Exception):
@@ -163,3 +168,107 @@ def test_the_epoch_budget_ending_on_a_validation_step_validates_once(corpus, tmp
     assert [json.loads(x)["step"] for x in lines] == [per_epoch]
     assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"][
         "finished"] == "max_epochs"
+
+
+def test_an_infinite_gradient_with_a_finite_loss_leaves_the_weights_alone(corpus, tmp_path):
+    trainer = Trainer(tiny_config(corpus, tmp_path / "cache"), tmp_path / "run")
+    batch = token_batches(trainer.data.train, 500, 1, 0)[0]
+    weight = trainer.model.decoder.w_hh
+    hook = weight.register_hook(lambda g: g * float("inf"))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    loss, tokens = trainer.train_step(batch)
+    assert math.isnan(loss) and tokens > 0   # counted as a skipped step
+    assert all(torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+    hook.remove()
+    loss, _ = trainer.train_step(batch)
+    assert math.isfinite(loss) and not torch.equal(weight, before["decoder.w_hh"])
+
+
+def test_a_finished_run_resumed_with_its_own_budget_trains_no_further(corpus, tmp_path):
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    run_dir = tmp_path / "run"
+    assert train_module.run(cfg, run_dir)["progress"]["step"] == 6
+    rows = (run_dir / "metrics.jsonl").read_text()
+    # resume= extends a finished run, here under the same budget
+    again = train_module.run(replace(cfg, resume=str(run_dir)), run_dir)
+    assert again["progress"]["step"] == 6 and again["progress"]["finished"] == "max_steps"
+    assert (run_dir / "metrics.jsonl").read_text() == rows
+    longer = replace(cfg, resume=str(run_dir), train=replace(cfg.train, max_steps=8))
+    assert train_module.run(longer, run_dir)["progress"]["step"] == 8
+
+
+def test_a_kill_after_last_pt_never_leaves_best_pt_behind(corpus, tmp_path, monkeypatch):
+    """best.pt (and step<k>.pt) are written before last.pt: a kill between the writes must not
+    leave a last.pt whose best step names weights that were never saved."""
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    cfg.train = replace(cfg.train, keep_last=2)
+    bleu = iter(range(1, 100))   # every validation better than the one before
+    monkeypatch.setattr(train_module, "score", lambda hyps, refs: SimpleNamespace(
+        bleu=float(next(bleu)), chrf=0.0))
+    trainer = Trainer(cfg, tmp_path / "run")
+    real_save = train_module.checkpoint.save
+
+    def save(obj, path):
+        real_save(obj, path)
+        if Path(path).name == "last.pt" and obj["progress"]["step"] == 4:
+            raise Killed
+
+    monkeypatch.setattr(train_module.checkpoint, "save", save)
+    with pytest.raises(Killed):
+        trainer.fit()
+    ckpts = tmp_path / "run" / "checkpoints"
+    last = checkpoint.load(ckpts / "last.pt")["progress"]
+    assert last["best_step"] == 4
+    assert checkpoint.load(ckpts / "best.pt")["progress"]["step"] == 4
+    assert (ckpts / "step4.pt").is_file()
+
+
+def test_a_damaged_metrics_line_does_not_block_the_resume(corpus, tmp_path):
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    run_dir = tmp_path / "run"
+    Trainer(replace(cfg, train=replace(cfg.train, max_steps=4)), run_dir).fit()
+    metrics = run_dir / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes() + b'{"step": 6, "epo\x00\x00')   # a crash mid-write
+    resumed = Trainer(cfg, run_dir)
+    resumed.resume(run_dir / "checkpoints" / "last.pt")
+    resumed.progress.finished = ""
+    resumed.fit()
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [2, 4, 6]
+
+
+def test_a_stop_on_the_last_step_stops_and_the_same_command_completes(corpus, tmp_path,
+                                                                      monkeypatch):
+    """Ctrl-C or SIGTERM on the step that ends the budget: last.pt is saved and the test sets
+    wait (a job system's grace period is short); rerun without extending, the run completes."""
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    run_dir = tmp_path / "run"
+    real_step = Trainer.train_step
+
+    def train_step(self, idx):
+        out = real_step(self, idx)
+        if self.progress.step == 5:   # step 6 of 6
+            self.signals.received = signal.SIGTERM
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    out = train_module.run(cfg, run_dir)
+    assert out["stopped"] and not (run_dir / "summary.json").exists()
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]["finished"] == \
+        "max_steps"
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    done = train_module.run(replace(cfg, resume=str(run_dir)), run_dir, extend=False)
+    assert "stopped" not in done and done["progress"]["step"] == 6
+    assert json.loads((run_dir / "summary.json").read_text())["progress"]["step"] == 6
+
+
+def test_a_summary_of_an_earlier_end_does_not_mark_an_extended_run_done(corpus, tmp_path):
+    """Extended, then killed while decoding the test sets: last.pt says finished at the new
+    step, summary.json is the earlier end's; the same command must complete the run."""
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    run_dir = tmp_path / "run"
+    train_module.run(cfg, run_dir)
+    assert folder_decision(run_dir, cfg, check=False)[0] == "done"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["progress"]["step"] = 4
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    assert folder_decision(run_dir, cfg, check=False) == ("resume", None)

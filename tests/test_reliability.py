@@ -188,13 +188,13 @@ def test_the_same_command_again_continues_a_run_and_never_trains_over_it(corpus,
     assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == record
     assert "attention: bahdanau" in (run_dir / ".hydra" / "hydra.yaml").read_text()
 
-    # Extended with resume= and stopped again: its summary.json is the first end's, but the
-    # job's command (now with the new budget) goes on training.
+    # Extended with resume= and stopped again: the first end's summary.json is gone (the run
+    # is under way again), and the job's command (now with the new budget) goes on training.
     longer = [*cmd[:-1], "train.max_steps=60", cmd[-1]]
     stop_early([sys.executable, "-m", "nmt.cli.train", f"resume={run_dir}", "threads=1",
                 "train.max_steps=60", f"hydra.run.dir={tmp_path / 'log'}"],
                run_dir / "valid" / "step42.hyp", tmp_path)
-    assert (run_dir / "summary.json").is_file()
+    assert not (run_dir / "summary.json").exists()
     assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]["step"] < 60
     res = subprocess.run(longer, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -97,9 +97,10 @@ def folder_decision(run_dir: Path, conf: TrainConfig, check: bool) -> tuple[str,
         return "fresh", None
     differ: list[str] = []
     finished = "done"
+    step = None
     if last.is_file():
         ckpt = checkpoint.load(last)
-        finished = ckpt["progress"]["finished"]
+        finished, step = ckpt["progress"]["finished"], ckpt["progress"]["step"]
         differ = other_settings(ckpt["config"], conf) if check else []
     elif check:   # checkpoints deleted: the record Hydra kept is all there is to compare
         record = run_dir / ".hydra" / "config.yaml"
@@ -115,10 +116,10 @@ def folder_decision(run_dir: Path, conf: TrainConfig, check: bool) -> tuple[str,
     if finished in ("", "interrupted"):
         return "resume", None   # a summary.json there is an earlier end's, extended since
     done = read_summary(summary)
-    if done is not None:
+    if done is not None and step in (None, done["progress"]["step"]):
         return "done", (done["progress"]["best_bleu"], done["progress"]["finished"])
-    if last.is_file():
-        return "resume", None   # training ended; the test sets and summary.json follow
+    if last.is_file():   # training ended (again, if the summary is an earlier end's): the
+        return "resume", None   # test sets and summary.json follow
     return "refuse", f"{summary}: unreadable, and no checkpoint to finish the run from"
 
 
@@ -172,7 +173,7 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
     log.debug("config: %s", asdict(conf))
     summary = run(conf, run_dir, dist, extend)
     hydra_cfg = HydraConfig.get()
-    if summary["progress"]["finished"] == "interrupted":
+    if summary.get("stopped") or summary["progress"]["finished"] == "interrupted":
         # Not done: a non-zero status, so that `nmt-train ... && next-step` stops and a job
         # system restarts the job (exit status STOPPED).
         if hydra_cfg.mode == RunMode.RUN:
