@@ -32,6 +32,7 @@ from nmt.evaluate import (
     score_from_stats,
     sentence_stats,
 )
+from nmt.metrics_log import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,7 @@ def load_run(path: Path) -> Run:
     if decoder != "luong":  # the default decoder keeps the plain names (and baselines)
         label = f"{label}/{decoder}-dec"
     run = Run(path, str(label), int(config.get("seed", 0)), "unfinished", config=config)
-    if (path / "metrics.jsonl").is_file():
-        run.metrics = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()
-                       if x.strip()]
+    run.metrics = read_metrics(path / "metrics.jsonl")
     if (path / "summary.json").is_file():
         run.summary = json.loads((path / "summary.json").read_text())
         run.reason = run.summary["progress"]["finished"]
@@ -186,15 +185,27 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int = 1000
             ) -> tuple[list[dict], dict]:
     """One row per variant; returns the rows and the metric signatures."""
-    refs, sources = {}, {}
+    refs, sources, files = {}, {}, {}
     for r in runs:
         if r.status == "finished":
             for name in test_sets:
                 src, ref = test_files(r.config, name)
+                first = files.setdefault(name, (src, ref, r.path))
+                if (src.read_bytes(), ref.read_bytes()) != (first[0].read_bytes(),
+                                                            first[1].read_bytes()):
+                    raise ValueError(f"{name}: {r.path} was tested on {src} / {ref}, {first[2]} "
+                                     f"on {first[0]} / {first[1]}, which differ")
                 refs.setdefault(name, read_lines(ref))
                 sources.setdefault(name, read_lines(src))
     labels = list(dict.fromkeys(r.label for r in runs))
-    base_runs = {r.seed: r for r in runs if r.label == baseline and r.status == "finished"}
+    base_runs: dict[int, Run] = {}
+    for r in runs:
+        if r.label == baseline and r.status == "finished":
+            if r.seed in base_runs:
+                log.warning("%s: two %s runs of seed %d (%s and %s); the test against it pairs "
+                            "the second", baseline, baseline, r.seed, base_runs[r.seed].path,
+                            r.path)
+            base_runs[r.seed] = r
     rows, signatures = [], {}
     for label in labels:
         group = [r for r in runs if r.label == label]
@@ -226,18 +237,23 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
                 values = [score_from_stats(metric, s.sum(0)) for s in stats]
                 row[f"{name}.{metric}"], row[f"{name}.{metric}_std"] = mean_std(values)
                 if metric == "bleu":
-                    cis = [bootstrap_ci(metric, s, samples) for s in stats]
-                    row[f"{name}.bleu_ci"] = (statistics.fmean(c[0] for c in cis),
-                                              statistics.fmean(c[1] for c in cis))
-                    # Pooled over seeds: the variant's seed-s run against the baseline's.
-                    pairs = [(s, base_runs[r.seed]) for s, r in zip(stats, ok, strict=True)
-                             if r.seed in base_runs]
-                    if pairs:
-                        a = np.concatenate([p[0] for p in pairs])
-                        b = np.concatenate([sentence_stats(metric, p[1].hyps[name], refs[name])
-                                            for p in pairs])
+                    row[f"{name}.bleu_ci"] = bootstrap_ci(metric, stats, samples)
+                    # Pooled over seeds: the variant's seed-s run against the baseline's, in
+                    # seed order (the swaps do not depend on the order runs were given in).
+                    pairs = sorted(((r.seed, s, v) for s, r, v in zip(stats, ok, values,
+                                                                      strict=True)
+                                    if r.seed in base_runs), key=lambda x: x[0])
+                    if pairs and label != baseline:
+                        base = {seed: sentence_stats(metric, base_runs[seed].hyps[name],
+                                                     refs[name]) for seed, _, _ in pairs}
+                        a = np.concatenate([s for _, s, _ in pairs])
+                        b = np.concatenate([base[seed] for seed, _, _ in pairs])
                         row[f"{name}.p_vs_{baseline}"] = paired_randomization(metric, a, b,
                                                                               samples)
+                        row[f"{name}.p_seeds"] = ",".join(str(seed) for seed, _, _ in pairs)
+                        row[f"{name}.delta_vs_{baseline}"] = {
+                            seed: v - score_from_stats(metric, base[seed].sum(0))
+                            for seed, _, v in pairs}
             by_length = [bleu_by_length(sources[name], r.hyps[name], refs[name]) for r in ok]
             row[f"{name}.bleu_by_length"] = {
                 bucket: statistics.fmean(b[bucket]["bleu"] for b in by_length)
@@ -279,8 +295,12 @@ def table_cells(rows: list[dict], test_sets: list[str], baseline: str) -> list[l
         for name in test_sets:
             if f"{name}.bleu" in r:
                 ci = r[f"{name}.bleu_ci"]
-                cells += [spread(r, f"{name}.bleu"), f"[{ci[0]:.1f}, {ci[1]:.1f}]",
-                          fmt(r.get(f"{name}.p_vs_{baseline}"), 4), spread(r, f"{name}.chrf")]
+                p = fmt(r.get(f"{name}.p_vs_{baseline}"), 4)
+                tested = r.get(f"{name}.p_seeds", r["seeds"])
+                if p and tested != r["seeds"]:
+                    p += f" (seeds {tested})"
+                cells += [spread(r, f"{name}.bleu"), f"[{ci[0]:.1f}, {ci[1]:.1f}]", p,
+                          spread(r, f"{name}.chrf")]
             else:
                 cells += ["", "", "", ""]
         dec = [r.get(f"{n}.decode_sent_per_s") for n in test_sets]
@@ -316,16 +336,42 @@ def length_table(rows: list[dict], test_set: str) -> str:
     return "".join(lines)
 
 
+def delta_table(rows: list[dict], test_set: str, baseline: str) -> str:
+    """BLEU minus the baseline's, seed by seed: a gap that changes sign between seeds, or is
+    smaller than the seeds' spread, says little whatever p is."""
+    key = f"{test_set}.delta_vs_{baseline}"
+    ok = [r for r in rows if r.get(key)]
+    if not ok:
+        return ""
+    seeds = sorted({int(s) for r in ok for s in r[key]})
+    lines = [f"\nBLEU on {test_set} minus {baseline}'s, seed by seed (the same seed's run):\n\n",
+             "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | same sign |\n",
+             "|---|" + "---|" * (len(seeds) + 2) + "\n"]
+    for r in ok:
+        d = {int(s): v for s, v in r[key].items()}
+        signs = {v > 0 for v in d.values() if v != 0}
+        lines.append(f"| {r['variant']} | " + " | ".join(
+            f"{d[s]:+.2f}" if s in d else "" for s in seeds)
+            + f" | {statistics.fmean(d.values()):+.2f} | "
+            + ("yes" if len(signs) == 1 and len(d) > 1 else "no" if len(signs) > 1 else "")
+            + " |\n")
+    return "".join(lines)
+
+
 def write_results(rows: list[dict], signatures: dict, test_sets: list[str], baseline: str,
                   out_dir: Path, opts: SearchOptions) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows, test_sets, baseline)
     sig = "".join(f"- {k}: `{v}`\n" for k, v in signatures.items())
     note = (f"Search: beam {opts.beam_size}, length penalty alpha {opts.alpha}. BLEU/chrF: mean ± "
-            "std over seeds; 95% CI: sentence bootstrap (mean over seeds); p: paired approximate "
-            f"randomization against {baseline} (seed-matched, pooled).\n")
+            "std over seeds; 95% CI: sentence bootstrap of the mean over seeds (the test set's "
+            "sampling, not the seeds' spread); p: paired approximate randomization against "
+            f"{baseline}, each seed's run against the same seed's {baseline} run, pooled (a "
+            "test of these trained models, not of the variant over all seeds).\n")
     lengths = "".join(length_table(rows, name) for name in test_sets)
-    (out_dir / "results.md").write_text(table + "\n" + note + lengths + "\nSignatures:\n" + sig)
+    deltas = "".join(delta_table(rows, name, baseline) for name in test_sets)
+    (out_dir / "results.md").write_text(table + "\n" + note + deltas + lengths
+                                        + "\nSignatures:\n" + sig)
     (out_dir / "results.json").write_text(json.dumps({"rows": rows, "signatures": signatures,
                                                       "beam": opts.beam_size,
                                                       "alpha": opts.alpha}, indent=1))

@@ -40,6 +40,8 @@ def _metric(name: str):
 def sentence_stats(name: str, hypotheses: list[str], references: list[str]) -> np.ndarray:
     """Per-sentence sufficient statistics of sacreBLEU's BLEU or chrF: [N, K]; their column
     sums give the corpus score (sacreBLEU's own bootstrap works the same way)."""
+    if len(hypotheses) != len(references):   # sacreBLEU would zip them short silently
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     metric = _metric(name)
     return np.asarray(metric._extract_corpus_statistics(hypotheses, [references]), dtype=np.float64)
 
@@ -48,15 +50,21 @@ def score_from_stats(name: str, stats: np.ndarray) -> float:
     return float(_metric(name)._compute_score_from_stats(stats.tolist()).score)
 
 
-def bootstrap_ci(name: str, stats: np.ndarray, samples: int = 1000, seed: int = 12345
-                 ) -> tuple[float, float]:
-    """95% confidence interval of the corpus score by resampling sentences (percentile method)."""
+def bootstrap_ci(name: str, stats: np.ndarray | list[np.ndarray], samples: int = 1000,
+                 seed: int = 12345) -> tuple[float, float]:
+    """95% confidence interval of the corpus score by resampling sentences (percentile method).
+    Given several runs' statistics on the same sentences (seeds), of the mean of their scores:
+    each resample draws one set of sentences for all runs. It covers the test set's sampling,
+    not the spread between seeds (that is the mean ± std)."""
+    runs = [stats] if isinstance(stats, np.ndarray) else list(stats)
     rng = np.random.default_rng(seed)
-    n = len(stats)
+    n = len(runs[0])
+    if any(len(s) != n for s in runs):
+        raise ValueError("the runs' statistics cover different numbers of sentences")
     scores = []
     for _ in range(samples):
         counts = np.bincount(rng.integers(0, n, n), minlength=n)
-        scores.append(score_from_stats(name, counts @ stats))
+        scores.append(float(np.mean([score_from_stats(name, counts @ s) for s in runs])))
     low, high = np.percentile(scores, [2.5, 97.5])
     return float(low), float(high)
 

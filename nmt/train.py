@@ -28,6 +28,7 @@ from nmt.data.prepare import Data, prepare_data
 from nmt.device import setup_device
 from nmt.distributed import Dist, rng_state, set_rng_state
 from nmt.evaluate import score, validation_loss
+from nmt.metrics_log import metrics_row
 from nmt.model.seq2seq import build_model
 from nmt.plots import heatmap
 from nmt.signals import StopSignals
@@ -57,15 +58,6 @@ class Progress:
     window_tokens: int = 0
     window_all_tokens: int = 0
     window_seconds: float = 0.0
-
-
-def metrics_row(line: str) -> dict | None:
-    """A metrics.jsonl line, or None for a blank or damaged one (a crash mid-write)."""
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None
-    return row if isinstance(row, dict) and isinstance(row.get("step"), int) else None
 
 
 class Trainer:

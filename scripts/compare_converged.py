@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from nmt.metrics_log import read_metrics
+
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "multirun"
 KEPT = ROOT / "benchmarks" / "results" / "compare_converged" / "sweeps"
@@ -131,8 +133,7 @@ def by_decoder(variants: list[str]) -> dict[str, list[str]]:
 
 def run_line(run: Path) -> str:
     """One run's state: finished (how, best validation, test BLEU/chrF) or its last validation."""
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
-            if x.strip()] if (run / "metrics.jsonl").is_file() else []
+    rows = read_metrics(run / "metrics.jsonl")
     if (run / "summary.json").is_file():
         s = json.loads((run / "summary.json").read_text())
         p = s["progress"]

@@ -7,8 +7,10 @@ import sys
 
 import matplotlib.image
 import numpy as np
+import pytest
 
 from nmt.alignment_file import read_alignments
+from nmt.compare import Run, compare, load_run, table_cells
 from nmt.evaluate import bootstrap_ci, paired_randomization, score_from_stats, sentence_stats
 from nmt.report import read_report
 from tests.test_end_to_end import small_corpus
@@ -88,7 +90,11 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert set(rows) == {"bahdanau", "luong_general", "location", "bahdanau/bahdanau-dec"}
     assert rows["location"]["status"].startswith("seed 1: unfinished")
     assert rows["bahdanau"]["status"] == "finished"
-    assert rows["bahdanau"]["test_2016_flickr.p_vs_bahdanau"] == 1.0
+    assert "test_2016_flickr.p_vs_bahdanau" not in rows["bahdanau"]   # not tested on itself
+    assert rows["luong_general"]["test_2016_flickr.delta_vs_bahdanau"] == pytest.approx(
+        {"1": rows["luong_general"]["test_2016_flickr.bleu"]
+         - rows["bahdanau"]["test_2016_flickr.bleu"]})
+    assert "minus bahdanau's, seed by seed" in (out / "results.md").read_text()
     assert np.isfinite(rows["luong_general"]["test_2016_flickr.bleu"])
     # Ended by train.max_steps, not by early stopping: capped; 12 test sentences, all short.
     assert rows["bahdanau"]["convergence"] == "capped 1/1"
@@ -127,3 +133,65 @@ def test_compare_a_sweep(multi30k, tmp_path):
         state = render(out / "report.html", tmp_path / "profile")
         assert state["data-errors"] == "" and state["data-rows"] == "12"
         assert state["data-heatmaps"] == "3"
+
+
+def fake_runs(tmp_path, hyps: dict[tuple[str, int], list[str]]) -> list:
+    """Finished runs of (variant, seed) with given test outputs, on a 45-line test set."""
+    root = tmp_path / "data"
+    root.mkdir(exist_ok=True)
+    (root / "t.en").write_text("".join(f"source {i}\n" for i in range(len(REFS))))
+    (root / "t.de").write_text("".join(r + "\n" for r in REFS))
+    config = {"data": {"root": str(root), "src_lang": "en", "tgt_lang": "de"}}
+    metrics = [{"step": 2, "bleu": 1.0, "elapsed": 60.0, "tokens_per_s": 1.0}]
+    return [Run(tmp_path / f"{label}{seed}", label, seed, "finished", "early_stopping",
+                config=config, metrics=metrics, hyps={"t": out},
+                summary={"progress": {"best_step": 2}})
+            for (label, seed), out in hyps.items()]
+
+
+def test_the_table_tests_each_seed_against_the_same_seed_and_never_the_baseline(tmp_path):
+    flip = HYP_A[1::-1] + HYP_A[2:]   # some other outputs
+    runs = fake_runs(tmp_path, {("base", 1): HYP_A, ("base", 2): flip, ("v", 2): HYP_B,
+                                ("v", 1): HYP_A, ("v", 3): HYP_B})
+    rows = {r["variant"]: r for r in compare(runs, ["t"], "base", samples=100)[0]}
+    assert "t.p_vs_base" not in rows["base"]   # no test of the baseline against itself
+    bleu = {key: score_from_stats("bleu", sentence_stats("bleu", out, REFS).sum(0))
+            for key, out in (("a", HYP_A), ("b", HYP_B), ("flip", flip))}
+    assert rows["v"]["t.delta_vs_base"] == pytest.approx({1: 0.0, 2: bleu["b"] - bleu["flip"]})
+    assert rows["v"]["t.p_seeds"] == "1,2" and rows["v"]["seeds"] == "2,1,3"
+    cells = table_cells(list(rows.values()), ["t"], "base")
+    assert cells[2][cells[0].index("p vs base")].endswith("(seeds 1,2)")
+    # The order the runs come in changes nothing.
+    again = {r["variant"]: r for r in compare(runs[::-1], ["t"], "base", samples=100)[0]}
+    assert again["v"]["t.p_vs_base"] == rows["v"]["t.p_vs_base"]
+    assert again["v"]["t.bleu_ci"] == pytest.approx(rows["v"]["t.bleu_ci"])
+
+
+def test_the_interval_of_identical_seeds_is_that_of_one_run():
+    a, b = sentence_stats("bleu", HYP_A, REFS), sentence_stats("bleu", HYP_B, REFS)
+    assert bootstrap_ci("bleu", [a, a.copy()], samples=200) == \
+        pytest.approx(bootstrap_ci("bleu", a, samples=200))
+    low, high = bootstrap_ci("bleu", [a, b], samples=200)
+    mean = (score_from_stats("bleu", a.sum(0)) + score_from_stats("bleu", b.sum(0))) / 2
+    assert low <= mean <= high
+
+
+def test_outputs_and_references_of_other_lengths_are_refused():
+    with pytest.raises(ValueError, match="44 hypotheses but 45 references"):
+        sentence_stats("bleu", HYP_A[:-1], REFS)
+
+
+def test_runs_tested_on_other_references_are_refused(tmp_path):
+    runs = fake_runs(tmp_path, {("base", 1): HYP_A})
+    (tmp_path / "x").mkdir()
+    other = fake_runs(tmp_path / "x", {("v", 1): HYP_A})
+    (tmp_path / "x" / "data" / "t.de").write_text("".join(r.upper() + "\n" for r in REFS))
+    with pytest.raises(ValueError, match="t: .* differ"):
+        compare(runs + other, ["t"], "base", samples=10)
+
+
+def test_a_damaged_metrics_line_is_passed_over(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_bytes(b'{"step": 2, "bleu": 1.0}\n\n{"step": 4, "bl\x00')
+    assert [m["step"] for m in load_run(run).metrics] == [2]

@@ -39,8 +39,11 @@ def compare_main(cfg: DictConfig) -> None:
         decode_run(r, test_sets, conf.search, device, 0 if r.label in aligned else align)
         if align and len(r.aligned) >= min(align, len(r.hyps[test_sets[0]])):
             aligned.add(r.label)
-    baseline = conf.baseline if any(r.label == conf.baseline for r in finished) \
-        else finished[0].label
+    baseline = conf.baseline
+    if not any(r.label == baseline for r in finished):
+        baseline = finished[0].label
+        log.warning("baseline=%s has no finished run here; testing against %s instead",
+                    conf.baseline, baseline)
     rows, sigs = compare(runs, test_sets, baseline, conf.samples)
     out = Path(conf.output_dir or HydraConfig.get().runtime.output_dir)
     table = write_results(rows, sigs, test_sets, baseline, out, conf.search)
