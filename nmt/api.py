@@ -90,6 +90,12 @@ class Translator:
         return min(int(c.get("data", {}).get("max_len", 0) or 0) or 10**9 for c in self.configs)
 
 
+def direction(cfg: dict) -> str:
+    """A checkpoint config's language pair, e.g. "en->de"."""
+    data = cfg.get("data", {})
+    return f"{data.get('src_lang')}->{data.get('tgt_lang')}"
+
+
 def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str = "cpu"
          ) -> Translator:
     """A Translator for one checkpoint, or for several (an ensemble: each step averages the
@@ -105,6 +111,10 @@ def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str 
             raise checkpoint.CheckpointError(
                 f"{path}: trained with another vocabulary than {paths[0]}; an ensemble needs "
                 "models of one vocabulary (the same training data and SentencePiece settings)")
+        if configs and direction(cfg) != direction(configs[0]):
+            raise checkpoint.CheckpointError(
+                f"{path}: translates {direction(cfg)}, {paths[0]} {direction(configs[0])}; an "
+                "ensemble needs models of one direction")
         tok = tok or this_tok
         models.append(model)
         configs.append(cfg)

@@ -12,6 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+# Figures grow with the sentence, up to this (matplotlib refuses images over 2^16 pixels a side;
+# the labels of longer sentences then overlap, the weights are still all drawn).
+MAX_INCHES = 200.0
+
 
 def heatmap(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[str],
             path: str | os.PathLike, title: str | None = None) -> None:
@@ -27,7 +31,8 @@ def heatmap_figure(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[st
     """The heatmap with its colour bar and title, as a matplotlib figure."""
     a = alignment.float().numpy()
     T, S = a.shape
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.35 * S + 2.8), max(3.0, 0.3 * T + 1.5)))
+    fig, ax = plt.subplots(figsize=(min(max(4.5, 0.35 * S + 2.8), MAX_INCHES),
+                                    min(max(3.0, 0.3 * T + 1.5), MAX_INCHES)))
     image = ax.imshow(a, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",
                       interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
@@ -107,7 +112,8 @@ def head_grid(heads: Tensor, src_pieces: list[str], tgt_pieces: list[str],
     """heads [T, H, S]: one small heatmap per attention head, side by side."""
     a = heads.float().numpy()
     T, H, S = a.shape
-    fig, axes = plt.subplots(1, H, figsize=(H * max(2.5, 0.22 * S + 1), max(2.5, 0.2 * T + 1.2)),
+    fig, axes = plt.subplots(1, H, figsize=(min(H * max(2.5, 0.22 * S + 1), MAX_INCHES),
+                                            min(max(2.5, 0.2 * T + 1.2), MAX_INCHES)),
                              squeeze=False, layout="constrained")
     for h, ax in enumerate(axes[0]):
         image = ax.imshow(a[:, h], cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",

@@ -70,6 +70,17 @@ def test_ensemble_of_two_vocabularies_is_refused_naming_the_file(trained, tmp_pa
         nmt.load([path, tmp_path / "other.pt"])
 
 
+def test_an_ensemble_of_two_directions_is_refused(trained, tmp_path):
+    """A de->en model may share the joint tokenizer of an en->de one: the weights fit, the
+    languages do not."""
+    _, (path, _) = trained
+    ckpt = checkpoint.load(path)
+    ckpt["config"]["data"].update(src_lang="de", tgt_lang="en")
+    checkpoint.save(ckpt, tmp_path / "de_en.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="de_en.pt: translates de->en"):
+        nmt.load([path, tmp_path / "de_en.pt"])
+
+
 def test_nmt_translate_takes_a_list_of_checkpoints(trained, tmp_path):
     corpus, (a, b) = trained
     out = tmp_path / "out.de"

@@ -42,7 +42,8 @@ def ckpt(tmp_path_factory):
 def cli(ckpt, tmp_path, *args, **kw):
     return subprocess.run([sys.executable, "-m", "nmt.cli.translate", f"checkpoint={ckpt}",
                            f"hydra.run.dir={tmp_path / 'run'}", *args], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=kw.pop("timeout", 300), **kw)
+                          text=kw.pop("text", True), cwd=tmp_path, timeout=kw.pop("timeout", 300),
+                          **kw)
 
 
 def test_chunks_give_the_lines_in_order(ckpt, tmp_path):
@@ -118,3 +119,65 @@ def test_beam_search_alignments_when_the_end_comes_first(ckpt):
     [r] = t.translate(["the red dog"], beam_size=3, alignments=True)
     assert r.text == "" and r.tgt_pieces == ["</s>"]
     assert r.alignment.shape == (1, len(r.src_pieces))
+
+
+def test_paths_are_checked_before_anything_is_written(ckpt, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("".join(x + "\n" for x in SRC[:3]))
+    original = src.read_bytes()
+    res = cli(ckpt, tmp_path, f"input={src}", f"output={src}")   # would empty the input
+    assert res.returncode == 2 and f"output={src} is the input file" in res.stderr
+    assert src.read_bytes() == original
+    for args, message in (
+            ([f"reference={tmp_path / 'ref.typo'}"], "reference="),
+            ([f"output={tmp_path / 'no' / 'out.txt'}"], "does not exist"),
+            ([f"output={tmp_path}"], "a folder, not a file")):
+        res = cli(ckpt, tmp_path, f"input={src}", *args)
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_error_midway_leaves_no_short_file_under_the_output_name(ckpt, tmp_path):
+    src = tmp_path / "in.txt"
+    out = tmp_path / "out.txt"
+    res = cli(ckpt, tmp_path, f"output={out}", "chunk_lines=2", text=False,
+              input=b"".join(x.encode() + b"\n" for x in SRC[:5]) + b"caf\xe9\n")
+    res.stderr = res.stderr.decode()
+    assert res.returncode == 2 and "<stdin>:6" in res.stderr   # read line by line
+    assert not out.exists()
+    assert len((tmp_path / "out.txt.part").read_text().splitlines()) == 4
+    assert "out.txt.part" in res.stderr
+    src.write_text("".join(x + "\n" for x in SRC[:5]))
+    assert cli(ckpt, tmp_path, f"input={src}", f"output={out}").returncode == 0
+    assert len(out.read_text().splitlines()) == 5 and not (tmp_path / "out.txt.part").exists()
+
+
+def test_an_empty_input_with_its_empty_reference(ckpt, tmp_path):
+    (tmp_path / "in.txt").write_text("")
+    (tmp_path / "ref.txt").write_text("")
+    res = cli(ckpt, tmp_path, f"input={tmp_path / 'in.txt'}", f"reference={tmp_path / 'ref.txt'}")
+    assert res.returncode == 0 and res.stdout == "" and "nothing to score" in res.stderr
+
+
+def test_a_pipe_as_input_and_a_reader_that_stops_early(ckpt, tmp_path):
+    text = "".join(x + "\n" for x in SRC[:6])
+    cmd = [sys.executable, "-m", "nmt.cli.translate", f"checkpoint={ckpt}",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    piped = subprocess.run(["bash", "-c", " ".join([*cmd, "input=/dev/stdin"])], input=text,
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    assert len(piped.stdout.splitlines()) == 6
+    head = subprocess.run(["bash", "-c", " ".join([*cmd, "chunk_lines=1", "| head -1"])],
+                          input=text * 50, capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert len(head.stdout.splitlines()) == 1 and "Traceback" not in head.stderr
+
+
+def test_heatmaps_of_very_long_sentences_are_drawn_within_bounds(tmp_path):
+    """Unbounded, these figures would pass matplotlib's 2^16 pixels a side and stop a run."""
+    import matplotlib.image
+
+    from nmt.plots import MAX_INCHES, head_grid, heatmap
+    heatmap(torch.full((3, 1900), 1 / 1900), ["x"] * 1900, ["y"] * 3, tmp_path / "a.png")
+    head_grid(torch.full((3, 8, 380), 1 / 380), ["x"] * 380, ["y"] * 3, tmp_path / "h.png")
+    for name in ("a.png", "h.png"):
+        assert max(matplotlib.image.imread(tmp_path / name).shape[:2]) <= MAX_INCHES * 100

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -72,9 +73,40 @@ class Alignments:
         self.jsonl.close()
 
 
+def check_paths(conf: TranslateConfig) -> None:
+    """The files named in the config, checked before the model loads (a mistyped reference
+    would otherwise be found after the whole input is translated)."""
+    for key in ("input", "reference"):
+        path = getattr(conf, key)
+        if path and not Path(path).exists():
+            raise ValueError(f"{key}={path}: file not found")
+        if path and Path(path).is_dir():
+            raise ValueError(f"{key}={path}: a folder, not a file")
+    if not conf.output:
+        return
+    out = Path(conf.output)
+    if out.is_dir():
+        raise ValueError(f"output={out}: a folder, not a file")
+    if not out.parent.is_dir():
+        raise ValueError(f"output={out}: its folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise ValueError(f"output={out}: its folder {out.parent} is not writable")
+    for key in ("input", "reference"):
+        path = getattr(conf, key)
+        if path and out.exists() and os.path.samefile(out, path):
+            raise ValueError(f"output={out} is the {key} file: it would be written over")
+
+
+def partial(path: str) -> Path:
+    """Where the output grows until the last line is written (then renamed to `path`), so that
+    a file under the asked name is always complete."""
+    return Path(f"{path}.part")
+
+
 @user_errors
 def translate_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, TranslateConfig)
+    check_paths(conf)
     device = setup_device(conf.device, conf.threads)
     translator = load(conf.checkpoint, device)
     interactive = not conf.input and sys.stdin.isatty()
@@ -87,9 +119,9 @@ def translate_main(cfg: DictConfig) -> None:
     kept = (ReportLines(conf.report_sentences) if maps is not None and conf.report_sentences > 0
             else None)
     beam = conf.search.beam_size > 1 or conf.search.nbest > 1
-    out = open(conf.output, "w", encoding="utf-8") if conf.output else sys.stdout
+    out = open(partial(conf.output), "w", encoding="utf-8") if conf.output else sys.stdout
     bar = tqdm(unit="sent", disable=not conf.output or not sys.stderr.isatty(), leave=False)
-    n = 0
+    n, done = 0, False
     try:
         for block in chunks(lines, 1 if interactive else conf.chunk_lines):
             results = translator.translate_with(block, conf.search, alignments=conf.heatmaps,
@@ -109,10 +141,22 @@ def translate_main(cfg: DictConfig) -> None:
             out.flush()
             n += len(block)
             bar.update(len(block))
+        done = True
+    except BrokenPipeError:
+        if conf.output:
+            raise
+        # stdout closed early (`| head`): not an error of ours; quiet, as other tools are
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     finally:
         bar.close()
         if conf.output:
             out.close()
+            if done:
+                os.replace(partial(conf.output), conf.output)
+            else:
+                print(f"the {n} lines translated before the error are in "
+                      f"{partial(conf.output)}; {conf.output} was not written", file=sys.stderr)
         if maps is not None:
             maps.close()
     if maps is not None:
@@ -121,7 +165,7 @@ def translate_main(cfg: DictConfig) -> None:
         refs = read_lines(conf.reference)
         if len(refs) != n:
             raise ValueError(f"{conf.reference} has {len(refs)} lines but the input has {n}")
-        print(score(hyps, refs).line(), file=sys.stderr)
+        print(score(hyps, refs).line() if n else "no lines: nothing to score", file=sys.stderr)
     if kept is not None:
         size = kept.write(maps.folder / "report.html", model_label(translator.configs),
                           conf.reference, subtitle=f"{conf.input or 'stdin'}: the first "

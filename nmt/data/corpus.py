@@ -44,13 +44,15 @@ def iter_lines(path: str | os.PathLike, block_size: int = 1 << 24) -> Iterator[s
     """`read_lines` as a stream: decodes `block_size` bytes at a time, so a corpus of any size
     is read in bounded memory. Errors name the file and line."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CorpusError(f"{path}: file not found")
+    if path.is_dir():
+        raise CorpusError(f"{path}: a folder, not a file")
     name = str(path)
     try:
-        with open(path, "rb") as f:
-            gzipped = f.read(2) == b"\x1f\x8b"
-        with (gzip.open if gzipped else open)(path, "rb") as f:
+        # Opened once and peeked at, not reopened: a pipe (/dev/stdin, <(zcat ...)) is read once.
+        with open(path, "rb") as raw, (gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] ==
+                                        b"\x1f\x8b" else raw) as f:
             line, rest = 1, b""
             while block := f.read(block_size):
                 block = rest + block
