@@ -90,8 +90,14 @@ def load_run(path: Path) -> Run:
     run = Run(path, str(label), int(config.get("seed", 0)), "unfinished", config=config)
     run.metrics = read_metrics(path / "metrics.jsonl")
     if (path / "summary.json").is_file():
-        run.summary = json.loads((path / "summary.json").read_text())
-        run.reason = run.summary["progress"]["finished"]
+        try:
+            run.summary = json.loads((path / "summary.json").read_text())
+            run.reason = run.summary["progress"]["finished"]
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("%s: unreadable (%s); the run counts as failed", path / "summary.json",
+                        err)
+            run.summary, run.status, run.reason = {}, "failed", "unreadable summary.json"
+            return run
         run.status = "finished" if run.reason in DONE else "failed"
     elif not best.is_file():
         run.status, run.reason = "failed", "no checkpoint"

@@ -60,6 +60,18 @@ class Progress:
     window_seconds: float = 0.0
 
 
+def check_model(cfg: TrainConfig) -> None:
+    """Build the configured model without memory (meta device, a stand-in vocabulary), so that
+    its option errors (names, sizes that must match or divide) come before data preparation."""
+    a = cfg.attention
+    if a.name.startswith("monotonic") and a.mode == "hard":
+        raise ValueError("attention.mode=hard: the hard process has no gradient, so the "
+                         "attention would not learn; train with log_matrix, parallel or "
+                         "recursive (decoding always uses the hard process)")
+    with torch.device("meta"):
+        build_model(asdict(cfg.model), asdict(a), 64, asdict(cfg.decoder))
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, data: Data | None = None,
                  dist: Dist | None = None):
@@ -68,6 +80,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.dist = dist or Dist()
         self.device = self.dist.local_device(setup_device(cfg.device, cfg.threads))
+        check_model(cfg)   # a mistyped mechanism option fails now, not after the data is ready
         self.board = Board(self.run_dir / "tensorboard" if cfg.train.tensorboard
                            and self.dist.is_main else None)
         self.data = data or self.dist.main_first(lambda: prepare_data(cfg.data,

@@ -91,3 +91,18 @@ def test_training_keeps_the_last_n_validations(multi30k, tmp_path):
     last = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")
     for k, v in checkpoint.load(kept[-1])["model"].items():
         assert torch.equal(v, last["model"][k])
+
+
+def test_nmt_average_never_writes_over_a_checkpoint_it_averages(tmp_path):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    save(a, 1)
+    save(b, 2)
+    kept = a.read_bytes()
+    for output, message in ((a, "is one of the checkpoints averaged"),
+                            (tmp_path, "a folder, not a file"),
+                            (tmp_path / "no" / "avg.pt", "does not exist")):
+        res = subprocess.run([sys.executable, "-m", "nmt.cli.average", f"checkpoints=[{a},{b}]",
+                              f"output={output}"], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=300)
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert a.read_bytes() == kept

@@ -195,3 +195,20 @@ def test_a_damaged_metrics_line_is_passed_over(tmp_path):
     run.mkdir()
     (run / "metrics.jsonl").write_bytes(b'{"step": 2, "bleu": 1.0}\n\n{"step": 4, "bl\x00')
     assert [m["step"] for m in load_run(run).metrics] == [2]
+
+
+def test_a_damaged_summary_marks_its_run_failed(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text('{"progress": {"fini')
+    r = load_run(run)
+    assert r.status == "failed" and r.reason == "unreadable summary.json"
+
+
+def test_an_output_folder_that_cannot_be_made_stops_before_decoding(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    res = subprocess.run([sys.executable, "-m", "nmt.cli.compare", f"runs=[{tmp_path}]",
+                          f"output_dir={tmp_path / 'a_file' / 'cmp'}",
+                          f"hydra.run.dir={tmp_path / 'log'}"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 2 and "output_dir=" in res.stderr and "Traceback" not in res.stderr

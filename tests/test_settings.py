@@ -10,6 +10,7 @@ import pytest
 
 from nmt.checks import check_config
 from nmt.config import CompareConfig, SearchOptions, TrainConfig, TranslateConfig
+from nmt.data.corpus import CorpusError
 from nmt.data.prepare import prepare_data
 from tests.test_end_to_end import small_corpus
 
@@ -96,3 +97,69 @@ def test_a_vocabulary_smaller_than_asked_for_is_reported(multi30k, tmp_path, cap
     got = len(data.tokenizer)
     assert got < 20000
     assert f"has {got} pieces, fewer than the 20000 asked for (data.vocab_size)" in caplog.text
+
+
+def test_an_infinite_value_is_refused():
+    with pytest.raises(ValueError, match="^optim.lr=inf"):
+        check_config(train_with(optim={"lr": float("inf")}))
+
+
+@pytest.mark.parametrize("attention, message", [
+    ({"name": "bahdanu"}, "bahdanau"),
+    ({"name": "multihead", "heads": 3}, "heads"),
+    ({"name": "monotonic_luong", "mode": "hard"}, "attention.mode=hard"),
+])
+def test_model_options_fail_before_the_data_is_read(tmp_path, attention, message):
+    """Data preparation can take hours on a large corpus; a mistyped mechanism must not wait."""
+    from nmt.train import Trainer
+    cfg = train_with(attention=attention, data={"root": str(tmp_path / "none"),
+                                                "download": False})
+    with pytest.raises(ValueError, match=message):
+        Trainer(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_test_set_that_is_not_there_stops_before_training(multi30k, tmp_path):
+    corpus = small_corpus(multi30k, tmp_path / "corpus")
+    cfg = replace(TrainConfig().data, root=str(corpus), download=False,
+                  cache_dir=str(tmp_path / "cache"), test=["test_2016_flickr", "test_2018"])
+    with pytest.raises(CorpusError, match="^data.test: test_2018: .*test_2018.en"):
+        prepare_data(cfg, threads=1)
+    assert not (tmp_path / "cache").exists()   # before the corpus is preprocessed
+
+
+def test_multi30k_files_are_downloaded_beside_a_set_of_ones_own(tmp_path, monkeypatch):
+    from nmt.data import prepare
+    got = []
+    monkeypatch.setattr(prepare, "download_multi30k", lambda root, names: got.extend(names))
+    cfg = replace(TrainConfig().data, root=str(tmp_path), test=["test_2017_flickr", "mine"])
+    prepare.ensure_corpus(cfg)
+    assert "test_2017_flickr.de.gz" in got and "train.en.gz" in got
+    assert not any(n.startswith("mine") for n in got)
+
+
+def test_a_failed_download_names_the_url_and_the_way_out(tmp_path, monkeypatch):
+    import urllib.error
+
+    from nmt.data import corpus
+
+    def offline(*a, **kw):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(corpus.urllib.request, "urlopen", offline)
+    with pytest.raises(CorpusError, match="download failed .*data.download=false"):
+        corpus.download_multi30k(tmp_path, ["val.en.gz"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_vocabulary_sentencepiece_cannot_train_names_the_key(tmp_path):
+    from nmt.data.tokenizer import train_or_load
+    with pytest.raises(CorpusError, match="^data.vocab_size=20, .*smaller than required_chars"):
+        train_or_load(["the quick brown fox jumps over the lazy dog 0123456789 ÄÖÜ"] * 20, "k",
+                      tmp_path, vocab_size=20)
+
+
+def test_a_missing_required_key_is_one_line(tmp_path):
+    res = run("nmt.cli.translate", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.strip() == \
+        "error: checkpoint: required (e.g. checkpoint=...)"

@@ -20,6 +20,10 @@ register_schemas()
 @user_errors
 def average_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, AverageConfig)
+    out = Path(conf.output)
+    if out.is_dir() or not out.parent.is_dir():
+        raise ValueError(f"output={out}: " + ("a folder, not a file" if out.is_dir() else
+                                               f"its folder {out.parent} does not exist"))
     paths = list(conf.checkpoints)
     if conf.run:
         if paths:
@@ -28,6 +32,8 @@ def average_main(cfg: DictConfig) -> None:
         if not paths:
             raise FileNotFoundError(f"{conf.run}/checkpoints holds no step<k>.pt checkpoints "
                                     "(train with train.keep_last=N to keep them)")
+    if out.exists() and any(out.samefile(p) for p in paths if Path(p).exists()):
+        raise ValueError(f"output={out} is one of the checkpoints averaged: it would be lost")
     checkpoint.save(average_checkpoints(paths), conf.output)
     log.info("averaged %d checkpoints into %s: %s", len(paths), conf.output, ", ".join(paths))
 

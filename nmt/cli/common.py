@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from nmt.attention import AttentionConfigError
 from nmt.checkpoint import CheckpointError
@@ -27,7 +28,8 @@ from nmt.config import (
 from nmt.data.corpus import CorpusError
 
 T = TypeVar("T")
-USER_ERRORS = (CorpusError, CheckpointError, AttentionConfigError, ValueError, FileNotFoundError)
+USER_ERRORS = (CorpusError, CheckpointError, AttentionConfigError, ValueError, FileNotFoundError,
+               MissingMandatoryValue)
 
 
 def register_schemas() -> None:
@@ -55,6 +57,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
             logging.getLogger("nmt").debug("error", exc_info=True)
+            if isinstance(err, MissingMandatoryValue):   # omegaconf's message is 4 lines
+                err = f"{err.full_key}: required (e.g. {err.full_key}=...)"
             print(f"error: {err}", file=sys.stderr)
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise  # Hydra records the failed job and the sweep goes on

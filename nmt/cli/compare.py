@@ -26,6 +26,11 @@ def compare_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, CompareConfig)
     device = setup_device(conf.device, conf.threads)
     paths = conf.runs if isinstance(conf.runs, list) else [conf.runs]
+    out = Path(conf.output_dir or HydraConfig.get().runtime.output_dir)
+    try:   # before the decoding, which may take long
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"output_dir={out}: cannot be created ({err.strerror})") from err
     runs = [load_run(p) for p in find_runs(paths)]
     finished = [r for r in runs if r.status == "finished"]
     if not finished:
@@ -42,10 +47,10 @@ def compare_main(cfg: DictConfig) -> None:
     baseline = conf.baseline
     if not any(r.label == baseline for r in finished):
         baseline = finished[0].label
-        log.warning("baseline=%s has no finished run here; testing against %s instead",
-                    conf.baseline, baseline)
+        log.warning("baseline=%s has no finished run here (variants: %s); testing against %s "
+                    "instead", conf.baseline, ", ".join(dict.fromkeys(r.label for r in finished)),
+                    baseline)
     rows, sigs = compare(runs, test_sets, baseline, conf.samples)
-    out = Path(conf.output_dir or HydraConfig.get().runtime.output_dir)
     table = write_results(rows, sigs, test_sets, baseline, out, conf.search)
     print(table)
     first = test_sets[0]

@@ -82,6 +82,9 @@ def check_paths(conf: TranslateConfig) -> None:
             raise ValueError(f"{key}={path}: file not found")
         if path and Path(path).is_dir():
             raise ValueError(f"{key}={path}: a folder, not a file")
+    maps = Path(conf.heatmap_dir) if conf.heatmaps and conf.heatmap_dir else None
+    if maps is not None and maps.exists() and not maps.is_dir():
+        raise ValueError(f"heatmap_dir={maps}: a file, not a folder")
     if not conf.output:
         return
     out = Path(conf.output)
@@ -109,6 +112,10 @@ def translate_main(cfg: DictConfig) -> None:
     check_paths(conf)
     device = setup_device(conf.device, conf.threads)
     translator = load(conf.checkpoint, device)
+    if conf.heatmap_heads and not (conf.heatmaps and any(
+            c["attention"]["name"] == "multihead" for c in translator.configs)):
+        log.warning("heatmap_heads=true draws the heads of attention=multihead with "
+                    "heatmaps=true; nothing to draw here")
     interactive = not conf.input and sys.stdin.isatty()
     lines = iter_lines(conf.input) if conf.input else stdin_lines()
     hyps: list[str] | None = [] if conf.reference else None   # kept only to score them

@@ -162,8 +162,14 @@ def download_multi30k(root: str | os.PathLike, names: list[str] | None = None) -
         url = MULTI30K_URL.format(name=name)
         log.info("downloading %s", url)
         tmp = target.with_suffix(target.suffix + ".part")
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
-            f.write(response.read())
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
+                f.write(response.read())
+        except OSError as err:   # URLError, timeouts, a refused connection
+            tmp.unlink(missing_ok=True)
+            raise CorpusError(f"{url}: download failed ({err}); put the corpus files in "
+                              f"{root} yourself, or point data.root (or NMT_DATA) at them "
+                              "with data.download=false") from err
         got = sha256(tmp)
         if got != MULTI30K_SHA256[name]:
             tmp.unlink()

@@ -57,8 +57,9 @@ def ensure_corpus(cfg: DataConfig) -> None:
               for lang in (cfg.src_lang, cfg.tgt_lang)]
     missing = [n for n in wanted if not any((Path(cfg.root) / m).is_file()
                                             for m in (n, n[:-3]))]
-    if missing and all(n in MULTI30K_SHA256 for n in missing):
-        download_multi30k(cfg.root, missing)
+    known = [n for n in missing if n in MULTI30K_SHA256]   # others: the user's own files
+    if known:
+        download_multi30k(cfg.root, known)
 
 
 def load_split(cfg: DataConfig, split: str, limit: int = 0) -> Split:
@@ -73,6 +74,12 @@ def prepare_data(cfg: DataConfig, threads: int = -1) -> Data:
     """Tokenizer and encoded training pairs from the preprocessing cache (built when missing,
     see nmt.data.preprocess), and the validation and test text."""
     ensure_corpus(cfg)
+    for name in cfg.test:   # before hours of training, not after
+        try:
+            split_paths(cfg, name)
+        except CorpusError as err:
+            raise CorpusError(f"data.test: {name}: {err}; list only test sets that exist "
+                              "(data.test=[] for none)") from err
     valid = load_split(cfg, "valid", cfg.valid_limit)
     train = prepare_corpus(cfg, *split_paths(cfg, "train"), threads=threads)
     log_skipped(train.info)
@@ -80,10 +87,5 @@ def prepare_data(cfg: DataConfig, threads: int = -1) -> Data:
     valid_enc, _ = encode_pairs(tok, valid.src, valid.tgt)
     log.info("train: %d pairs, %d target pieces; valid: %d pairs; vocabulary %d",
              len(train_enc), int(train_enc.tgt_lens.sum()), len(valid.src), len(tok))
-    tests = {}
-    for name in cfg.test:
-        try:
-            tests[name] = load_split(cfg, name)
-        except CorpusError as err:
-            log.warning("test set %s skipped: %s", name, err)
+    tests = {name: load_split(cfg, name) for name in cfg.test}
     return Data(tok, train_enc, valid, valid_enc, tests)
