@@ -144,6 +144,11 @@ def test_ctrl_c_saves_and_resume_finishes(corpus, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     resumed = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]
     assert resumed["finished"] == "max_steps" and resumed["step"] > last["progress"]["step"]
+    # What the weights are made of cannot change on resume: refused before the data is read.
+    other = subprocess.run([sys.executable, "-m", "nmt.cli.train", f"resume={run_dir}",
+                            "model.hidden_size=64", f"hydra.run.dir={tmp_path / 'log2'}"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and "model.hidden_size=64: the run's weights" in other.stderr
 
 
 def test_the_same_command_again_continues_a_run_and_never_trains_over_it(corpus, tmp_path):

@@ -47,12 +47,23 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
         if "." not in key and key != "seed":
             raise ValueError(f"{o}: a resumed run keeps its config groups; only plain keys "
                              "(e.g. train.max_steps=...) can be changed on resume")
+    before = flat(OmegaConf.to_container(merged))
     merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
     out = to_object(merged, TrainConfig)
+    after = flat(asdict(out))
+    fixed = [k for k in sorted(before) if k.startswith(FIXED) and before[k] != after.get(k)]
+    if fixed:
+        raise ValueError(f"{fixed[0]}={after.get(fixed[0])!r}: the run's weights and vocabulary "
+                         f"were made with {before[fixed[0]]!r}; another value is a new run "
+                         "(train it in another hydra.run.dir)")
     out.resume = str(run_dir)
     out.device, out.threads = cfg.device, cfg.threads
     return out
 
+
+# What the weights and the vocabulary of a run are made of: never changed on resume.
+FIXED = ("model.", "attention.", "decoder.", "data.vocab_size", "data.spm_", "data.src_lang",
+         "data.tgt_lang", "data.character_coverage")
 
 # What a continued run may run with anew: where files are, how often it logs.
 IGNORED = ("resume", "device", "threads", "data.root", "data.cache_dir", "data.download",
