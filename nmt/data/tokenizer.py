@@ -68,10 +68,13 @@ def train_or_load(lines: Iterable[str], key: str, cache_dir: str | os.PathLike,
 
     try:
         _train(sentences(), proto, vocab_size, model_type, character_coverage, sample_size)
-    except RuntimeError:
+    except RuntimeError as err:
         if failure:
             raise failure[0] from None
-        raise
+        # SentencePiece's own refusal, e.g. a vocabulary smaller than the corpus's characters
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise CorpusError(f"data.vocab_size={vocab_size}, data.spm_model_type={model_type}: "
+                          f"SentencePiece cannot train on this corpus ({reason})") from err
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent builders each write
     tmp.write_bytes(proto.getvalue())
@@ -81,16 +84,6 @@ def train_or_load(lines: Iterable[str], key: str, cache_dir: str | os.PathLike,
 
 def _train(sentences: Iterator[str], writer: io.BytesIO, vocab_size: int, model_type: str,
            character_coverage: float, sample_size: int) -> None:
-    try:
-        _spm_train(sentences, writer, vocab_size, model_type, character_coverage, sample_size)
-    except RuntimeError as err:   # e.g. a vocabulary smaller than the corpus's characters
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise CorpusError(f"data.vocab_size={vocab_size}, data.spm_model_type={model_type}: "
-                          f"SentencePiece cannot train on this corpus ({reason})") from err
-
-
-def _spm_train(sentences: Iterator[str], writer: io.BytesIO, vocab_size: int, model_type: str,
-               character_coverage: float, sample_size: int) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=sentences,
         model_writer=writer,
