@@ -242,6 +242,8 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
                 stats = [sentence_stats(metric, r.hyps[name], refs[name]) for r in ok]
                 values = [score_from_stats(metric, s.sum(0)) for s in stats]
                 row[f"{name}.{metric}"], row[f"{name}.{metric}_std"] = mean_std(values)
+                row[f"{name}.{metric}_by_seed"] = {r.seed: v for r, v in zip(ok, values,
+                                                                              strict=True)}
                 if metric == "bleu":
                     row[f"{name}.bleu_ci"] = bootstrap_ci(metric, stats, samples)
                     # Pooled over seeds: the variant's seed-s run against the baseline's, in

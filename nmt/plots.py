@@ -49,12 +49,21 @@ def heatmap_figure(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[st
 
 
 def bleu_bars(labels: list[str], values: list[float], cis: list[tuple[float, float]],
-              path: str | os.PathLike, title: str) -> None:
-    """BLEU per variant with its confidence interval."""
+              path: str | os.PathLike, title: str,
+              seeds: list[list[float]] | None = None) -> None:
+    """BLEU per variant with its confidence interval; `seeds`: each variant's runs, drawn as
+    dots where there are several (the spread a single-seed bar hides)."""
     fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(labels) + 2), 4))
     low = [v - c[0] for v, c in zip(values, cis, strict=True)]
     high = [c[1] - v for v, c in zip(values, cis, strict=True)]
     ax.bar(range(len(labels)), values, yerr=[low, high], capsize=4, color="#4c72b0")
+    label = "each seed's run"
+    for i, runs in enumerate(seeds or []):
+        if len(runs) > 1:
+            ax.plot([i + 0.18] * len(runs), runs, "o", color="#dd8452", markersize=4, label=label)
+            label = None   # one legend entry
+    if label is None:
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("BLEU")

@@ -57,7 +57,8 @@ def compare_main(cfg: DictConfig) -> None:
     ok_rows = [r for r in rows if f"{first}.bleu" in r]
     bleu_bars([r["variant"] for r in ok_rows], [r[f"{first}.bleu"] for r in ok_rows],
               [r[f"{first}.bleu_ci"] for r in ok_rows], out / "bleu.png",
-              f"{first}, beam {conf.search.beam_size} (95% bootstrap CI)")
+              f"{first}, beam {conf.search.beam_size} (95% bootstrap CI)",
+              seeds=[list(r[f"{first}.bleu_by_seed"].values()) for r in ok_rows])
     curves({f"{r.label} s{r.seed}": ([m["elapsed"] / 60 for m in r.metrics],
                                      [m["bleu"] for m in r.metrics]) for r in runs if r.metrics},
            out / "curves.png")
