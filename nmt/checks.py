@@ -82,7 +82,9 @@ def check_config(conf: Any, prefix: str = "") -> None:
         if rule is None or value is None:
             continue
         ok, wanted = rule
-        if isinstance(value, float) and not math.isfinite(value) or not ok(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key}={value}: must be a finite number")
+        if not ok(value):
             raise ValueError(f"{key}={value}: {wanted}")
     if type(conf).__name__ == "SearchOptions" and conf.nbest > conf.beam_size:
         raise ValueError(f"{prefix}nbest={conf.nbest}: cannot exceed "

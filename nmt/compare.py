@@ -197,12 +197,10 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
             for name in test_sets:
                 src, ref = test_files(r.config, name)
                 first = files.setdefault(name, (src, ref, r.path))
-                if (src.read_bytes(), ref.read_bytes()) != (first[0].read_bytes(),
-                                                            first[1].read_bytes()):
+                these = (read_lines(src), read_lines(ref))   # the text: .gz or not is the same
+                if (sources.setdefault(name, these[0]), refs.setdefault(name, these[1])) != these:
                     raise ValueError(f"{name}: {r.path} was tested on {src} / {ref}, {first[2]} "
                                      f"on {first[0]} / {first[1]}, which differ")
-                refs.setdefault(name, read_lines(ref))
-                sources.setdefault(name, read_lines(src))
     labels = list(dict.fromkeys(r.label for r in runs))
     base_runs: dict[int, Run] = {}
     for r in runs:
@@ -305,7 +303,7 @@ def table_cells(rows: list[dict], test_sets: list[str], baseline: str) -> list[l
                 ci = r[f"{name}.bleu_ci"]
                 p = fmt(r.get(f"{name}.p_vs_{baseline}"), 4)
                 tested = r.get(f"{name}.p_seeds", r["seeds"])
-                if p and tested != r["seeds"]:
+                if p and set(tested.split(",")) != set(r["seeds"].split(",")):
                     p += f" (seeds {tested})"
                 cells += [spread(r, f"{name}.bleu"), f"[{ci[0]:.1f}, {ci[1]:.1f}]", p,
                           spread(r, f"{name}.chrf")]

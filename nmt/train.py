@@ -313,7 +313,8 @@ class Trainer:
                     if math.isnan(loss):
                         p.bad_steps += 1
                         p.skipped_steps += 1
-                        log.warning("step %d: non-finite loss, update skipped", p.step)
+                        log.warning("step %d: non-finite loss or gradient, update skipped",
+                                    p.step)
                         if p.bad_steps >= cfg.train.max_bad_steps:
                             p.finished = "non_finite_loss"
                             log.error("stopping at step %d: %d non-finite losses in a row; the "

@@ -128,14 +128,18 @@ def test_a_test_set_that_is_not_there_stops_before_training(multi30k, tmp_path):
     assert not (tmp_path / "cache").exists()   # before the corpus is preprocessed
 
 
-def test_multi30k_files_are_downloaded_beside_a_set_of_ones_own(tmp_path, monkeypatch):
+def test_a_test_set_of_ones_own_is_reported_not_half_downloaded(tmp_path, monkeypatch):
+    """An en-cs corpus keeping the default (Multi30k) test names: nothing is downloaded, and the
+    error names the test set that is not there."""
     from nmt.data import prepare
     got = []
     monkeypatch.setattr(prepare, "download_multi30k", lambda root, names: got.extend(names))
-    cfg = replace(TrainConfig().data, root=str(tmp_path), test=["test_2017_flickr", "mine"])
-    prepare.ensure_corpus(cfg)
+    cfg = replace(TrainConfig().data, root=str(tmp_path), tgt_lang="cs")
+    with pytest.raises(CorpusError, match="^data.test: test_2016_flickr: .*test_2016_flickr"):
+        prepare_data(cfg, threads=1)
+    assert got == []
+    prepare.ensure_corpus(replace(TrainConfig().data, root=str(tmp_path)))   # Multi30k en-de
     assert "test_2017_flickr.de.gz" in got and "train.en.gz" in got
-    assert not any(n.startswith("mine") for n in got)
 
 
 def test_a_failed_download_names_the_url_and_the_way_out(tmp_path, monkeypatch):
@@ -163,3 +167,8 @@ def test_a_missing_required_key_is_one_line(tmp_path):
     res = run("nmt.cli.translate", cwd=tmp_path)
     assert res.returncode == 2 and res.stderr.strip() == \
         "error: checkpoint: required (e.g. checkpoint=...)"
+
+
+def test_an_infinite_clip_norm_is_named_as_such():
+    with pytest.raises(ValueError, match="^optim.clip_norm=inf: must be a finite number"):
+        check_config(train_with(optim={"clip_norm": float("inf")}))

@@ -167,6 +167,9 @@ def test_a_pipe_as_input_and_a_reader_that_stops_early(ckpt, tmp_path):
                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert piped.returncode == 0, piped.stderr[-2000:]
     assert len(piped.stdout.splitlines()) == 6
+    device = subprocess.run([*cmd, "output=/dev/stdout"], input=text, capture_output=True,
+                            text=True, cwd=tmp_path, timeout=300)   # a pipe: written in place
+    assert device.returncode == 0 and device.stdout == piped.stdout
     head = subprocess.run(["bash", "-c", " ".join([*cmd, "chunk_lines=1", "| head -1"])],
                           input=text * 50, capture_output=True, text=True, cwd=tmp_path,
                           timeout=300)

@@ -51,7 +51,8 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
     out = to_object(merged, TrainConfig)
     after = flat(asdict(out))
-    fixed = [k for k in sorted(before) if k.startswith(FIXED) and before[k] != after.get(k)]
+    fixed = [k for k in sorted(before) if k.startswith(FIXED) and k not in TRAINING_ONLY
+             and before[k] != after.get(k)]
     if fixed:
         raise ValueError(f"{fixed[0]}={after.get(fixed[0])!r}: the run's weights and vocabulary "
                          f"were made with {before[fixed[0]]!r}; another value is a new run "
@@ -64,6 +65,9 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
 # What the weights and the vocabulary of a run are made of: never changed on resume.
 FIXED = ("model.", "attention.", "decoder.", "data.vocab_size", "data.spm_", "data.src_lang",
          "data.tgt_lang", "data.character_coverage")
+# ... except how it is trained, which may change
+TRAINING_ONLY = ("model.dropout", "model.word_dropout", "attention.mode",
+                 "attention.sigmoid_noise")
 
 # What a continued run may run with anew: where files are, how often it logs.
 IGNORED = ("resume", "device", "threads", "data.root", "data.cache_dir", "data.download",
@@ -188,7 +192,10 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
         # Not done: a non-zero status, so that `nmt-train ... && next-step` stops and a job
         # system restarts the job (exit status STOPPED).
         if hydra_cfg.mode == RunMode.RUN:
-            log.info("stopped; `nmt-train resume=%s` continues", run_dir)
+            if summary["progress"]["finished"] == "interrupted":
+                log.info("stopped; `nmt-train resume=%s` continues", run_dir)
+            else:   # training ended; resume= would extend it
+                log.info("stopped before the test sets; the same command decodes them")
             sys.exit(STOPPED)
         if hydra_cfg.launcher._target_.endswith("BasicLauncher"):
             # Ctrl-C or SIGTERM stops the whole sweep, not only this run (the other launchers

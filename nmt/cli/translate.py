@@ -102,8 +102,10 @@ def check_paths(conf: TranslateConfig) -> None:
 
 def partial(path: str) -> Path:
     """Where the output grows until the last line is written (then renamed to `path`), so that
-    a file under the asked name is always complete."""
-    return Path(f"{path}.part")
+    a file under the asked name is always complete. A device or pipe (/dev/stdout, a FIFO) is
+    written as it is."""
+    p = Path(path)
+    return p if p.exists() and not p.is_file() else Path(f"{path}.part")
 
 
 @user_errors
@@ -159,7 +161,9 @@ def translate_main(cfg: DictConfig) -> None:
         bar.close()
         if conf.output:
             out.close()
-            if done:
+            if partial(conf.output) == Path(conf.output):
+                pass   # a device or pipe: written in place
+            elif done:
                 os.replace(partial(conf.output), conf.output)
             else:
                 print(f"the {n} lines translated before the error are in "

@@ -57,9 +57,10 @@ def ensure_corpus(cfg: DataConfig) -> None:
               for lang in (cfg.src_lang, cfg.tgt_lang)]
     missing = [n for n in wanted if not any((Path(cfg.root) / m).is_file()
                                             for m in (n, n[:-3]))]
-    known = [n for n in missing if n in MULTI30K_SHA256]   # others: the user's own files
-    if known:
-        download_multi30k(cfg.root, known)
+    # Another name among them: not Multi30k but the user's own corpus, whose missing files
+    # are reported as such (data.test first) rather than half-downloaded.
+    if missing and all(n in MULTI30K_SHA256 for n in missing):
+        download_multi30k(cfg.root, missing)
 
 
 def load_split(cfg: DataConfig, split: str, limit: int = 0) -> Split:
