@@ -75,13 +75,23 @@ def bleu_bars(labels: list[str], values: list[float], cis: list[tuple[float, flo
 
 def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.PathLike,
            xlabel: str = "training minutes") -> None:
-    """Validation BLEU over training minutes (or steps), one line per run."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """Validation BLEU over training minutes (or steps), one line per run. Runs labelled
+    "<variant> s<seed>" share their variant's colour, each seed its own line style (20 colours,
+    so that 17 variants stay apart)."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    variants = list(dict.fromkeys(label.rsplit(" s", 1)[0] for label in series))
+    tab20 = plt.get_cmap("tab20").colors
+    colours = tab20[0::2] + tab20[1::2]   # ten distinct hues first, then their light shades
+    seen: dict[str, int] = {}
     for label, (x, y) in series.items():
-        ax.plot(x, y, marker=".", label=label)
+        variant = label.rsplit(" s", 1)[0]
+        n = seen[variant] = seen.get(variant, -1) + 1
+        ax.plot(x, y, marker=".", markersize=3, label=label,
+                color=colours[variants.index(variant) % len(colours)],
+                linestyle=("-", "--", ":", "-.")[n % 4])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation BLEU")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2 if len(series) > 12 else 1)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
