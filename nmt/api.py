@@ -74,15 +74,17 @@ class Translator:
 
     def translate_with(self, lines: Sequence[str] | str, opts: SearchOptions,
                        alignments: bool = False, progress: bool = False,
-                       first_line: int = 1) -> list[Translation]:
-        """translate() with a SearchOptions; `first_line` numbers the lines in warnings."""
+                       first_line: int = 1, source: str = "") -> list[Translation]:
+        """translate() with a SearchOptions; warnings name the lines as `source`:line, numbered
+        from `first_line`."""
         if isinstance(lines, str):
             lines = [lines]
         check_config(opts)
         if not opts.max_src_len:
             opts = replace(opts, max_src_len=self.max_src_len)
         return translate(self.model, self.tokenizer, list(lines), opts, self.device,
-                         alignments=alignments, progress=progress, first_line=first_line)
+                         alignments=alignments, progress=progress, first_line=first_line,
+                         source=source)
 
     @property
     def max_src_len(self) -> int:

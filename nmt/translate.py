@@ -49,17 +49,19 @@ def length_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]
 
 def translate(model: Seq2Seq | Ensemble, tok: Tokenizer, lines: list[str], opts: SearchOptions,
               device: torch.device, alignments: bool = False,
-              progress: bool = False, first_line: int = 1) -> list[Translation]:
+              progress: bool = False, first_line: int = 1, source: str = ""
+              ) -> list[Translation]:
     """Translate every line; empty or whitespace-only lines give an empty translation. Sources
     longer than opts.max_src_len pieces (if set) are cut, with a warning naming the line
-    (numbered from `first_line`)."""
+    (numbered from `first_line`) and the `source` file if given."""
     model.eval()
     ids = tok.encode([line.strip() for line in lines])
     if opts.max_src_len > 0:
         for i, s in enumerate(ids):
             if len(s) > opts.max_src_len:
-                log.warning("line %d: %d source pieces, cut to the first %d "
-                            "(search.max_src_len)", first_line + i, len(s), opts.max_src_len)
+                where = f"{source}:{first_line + i}" if source else f"line {first_line + i}"
+                log.warning("%s: %d source pieces, cut to the first %d (search.max_src_len)",
+                            where, len(s), opts.max_src_len)
                 ids[i] = s[:opts.max_src_len]
     todo = [i for i, s in enumerate(ids) if s]
     results: list[Translation | None] = [None] * len(lines)

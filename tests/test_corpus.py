@@ -46,6 +46,22 @@ def test_binary_file_is_refused(tmp_path):
         read_lines(path)
 
 
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_sentence(tmp_path):
+    text = "Ein Hund.\nZwei Katzen.\n".encode()
+    path = write(tmp_path / "bom.de", b"\xef\xbb\xbf" + text)
+    gz = write(tmp_path / "bom.de.gz", gzip.compress(b"\xef\xbb\xbf" + text))
+    assert read_lines(path) == read_lines(gz) == ["Ein Hund.", "Zwei Katzen."]
+    inner = write(tmp_path / "inner.de", b"a\n\xef\xbb\xbfb\n")   # only the file's start
+    assert read_lines(inner) == ["a", "\ufeffb"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
+def test_utf16_text_is_named(tmp_path, encoding):
+    path = write(tmp_path / "u16.en", "A dog.\nTwo cats.\n".encode(encoding))
+    with pytest.raises(CorpusError, match=r"u16\.en.*UTF-16.*iconv"):
+        read_lines(path)
+
+
 def test_missing_and_empty_files(tmp_path):
     with pytest.raises(CorpusError, match="not found"):
         read_lines(tmp_path / "nope.en")

@@ -97,7 +97,7 @@ def test_a_pathological_line_is_cut_with_a_warning_and_translates_quickly(ckpt, 
     assert res.returncode == 0, res.stderr[-2000:]
     assert time.time() - start < 120
     assert len(res.stdout.split("\n")[:-1]) == 3
-    assert "line 2:" in res.stderr and "cut to the first 50" in res.stderr
+    assert "in.txt:2:" in res.stderr and "cut to the first 50" in res.stderr
 
 
 def test_outputs_are_capped_and_the_cut_is_configurable(ckpt):
@@ -135,6 +135,15 @@ def test_paths_are_checked_before_anything_is_written(ckpt, tmp_path):
             (["heatmaps=true", f"heatmap_dir={src}"], "heatmap_dir=")):
         res = cli(ckpt, tmp_path, f"input={src}", *args)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_reference_of_another_length_is_refused_before_translating(ckpt, tmp_path):
+    src, ref, out = tmp_path / "in.txt", tmp_path / "ref.txt", tmp_path / "out.txt"
+    src.write_text("".join(x + "\n" for x in SRC[:4]))
+    ref.write_text("".join(x + "\n" for x in TGT[:3]))
+    res = cli(ckpt, tmp_path, f"input={src}", f"reference={ref}", f"output={out}")
+    assert res.returncode == 2 and "has 3 lines but the input" in res.stderr
+    assert not out.exists() and not (tmp_path / "out.txt.part").exists()
 
 
 def test_an_error_midway_leaves_no_short_file_under_the_output_name(ckpt, tmp_path):

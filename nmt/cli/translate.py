@@ -100,6 +100,23 @@ def check_paths(conf: TranslateConfig) -> None:
             raise ValueError(f"output={out} is the {key} file: it would be written over")
 
 
+def count_lines(path: str) -> int | None:
+    """Lines of a regular file (None for a pipe or device, which can be read only once)."""
+    if not Path(path).is_file():
+        return None
+    return sum(1 for _ in iter_lines(path))
+
+
+def check_reference(conf: TranslateConfig) -> None:
+    """A reference whose line count differs from the input's, found before translating."""
+    if not (conf.input and conf.reference):
+        return
+    n_in, n_ref = count_lines(conf.input), count_lines(conf.reference)
+    if n_in is not None and n_ref is not None and n_in != n_ref:
+        raise ValueError(f"{conf.reference} has {n_ref} lines but the input {conf.input} has "
+                         f"{n_in}")
+
+
 def partial(path: str) -> Path:
     """Where the output grows until the last line is written (then renamed to `path`), so that
     a file under the asked name is always complete. A device or pipe (/dev/stdout, a FIFO) is
@@ -112,6 +129,7 @@ def partial(path: str) -> Path:
 def translate_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, TranslateConfig)
     check_paths(conf)
+    check_reference(conf)
     device = setup_device(conf.device, conf.threads)
     translator = load(conf.checkpoint, device)
     if conf.heatmap_heads and not (conf.heatmaps and any(
@@ -134,7 +152,7 @@ def translate_main(cfg: DictConfig) -> None:
     try:
         for block in chunks(lines, 1 if interactive else conf.chunk_lines):
             results = translator.translate_with(block, conf.search, alignments=conf.heatmaps,
-                                                first_line=n + 1)
+                                                first_line=n + 1, source=conf.input or "<stdin>")
             for line, r in enumerate(results, start=n + 1):
                 if conf.search.nbest > 1:
                     out.write("\t".join(f"{s:.4f} {t}" for t, s in r.nbest) + "\n")

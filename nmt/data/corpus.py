@@ -69,11 +69,20 @@ def iter_lines(path: str | os.PathLike, block_size: int = 1 << 24) -> Iterator[s
 
 def decode_lines(raw: bytes, name: str, first_line: int = 1) -> list[str]:
     """Split bytes into lines and decode each as strict UTF-8; errors name `name`:line
-    (`first_line` is the number of the first line in `raw`)."""
+    (`first_line` is the number of the first line in `raw`). A UTF-8 byte-order mark at the
+    start of a file is dropped (editors on Windows write one; it would become part of the first
+    sentence); UTF-16 text is refused by name."""
+    if first_line == 1:
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise CorpusError(f"{name}: UTF-16 text (byte-order mark); convert it to UTF-8, "
+                              "e.g. iconv -f UTF-16 -t UTF-8")
     if b"\x00" in raw:
         line = raw[: raw.index(b"\x00")].count(b"\n") + first_line
         raise CorpusError(f"{name}:{line}: NUL byte found; this looks like a binary file, "
-                          "not one sentence per line of UTF-8 text")
+                          "not one sentence per line of UTF-8 text (UTF-16 text has NUL bytes too: "
+                          "convert it with iconv -f UTF-16 -t UTF-8)")
     try:
         # "\n" cannot occur inside a multi-byte UTF-8 sequence, so decoding the whole block
         # and splitting it gives the same lines as splitting first; only an error needs the
