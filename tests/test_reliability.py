@@ -70,6 +70,16 @@ def test_cli_reports_impossible_sizes(tmp_path):
     assert "error:" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_sweep_of_bad_jobs_reports_each_in_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "nmt.cli.train", "-m",
+                          "attention.heads=3,5", "attention=multihead", "data.root=/nonexistent",
+                          "data.download=false", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr.count("error: attention") == 2   # each job's own line; the sweep goes on
+    assert "attention.heads=3" in res.stderr and "attention.heads=5" in res.stderr
+
+
 def test_non_finite_losses_stop_training_and_keep_last_good_checkpoint(corpus, tmp_path):
     trainer = Trainer(tiny_config(corpus, tmp_path / "cache"), tmp_path / "run")
     real_loss = trainer.model.loss

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -49,6 +50,10 @@ def to_object(cfg: DictConfig, cls: type[T]) -> T:
     return obj
 
 
+class JobFailed(CompactHydraException):
+    """A sweep job stopped by bad input (already reported on its own line)."""
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn known bad-input errors into one clear line on stderr and exit status 2."""
 
@@ -61,7 +66,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 err = f"{err.full_key}: required (e.g. {err.full_key}=...)"
             print(f"error: {err}", file=sys.stderr)
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-                raise  # Hydra records the failed job and the sweep goes on
+                # Hydra records the failed job, the sweep goes on, and at its end Hydra raises
+                # the first failure again: one line, as here, rather than a traceback.
+                raise JobFailed(str(err)) from None
             sys.exit(2)
 
     wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
