@@ -47,7 +47,7 @@ def test_binary_file_is_refused(tmp_path):
 
 
 def test_a_utf8_byte_order_mark_is_not_part_of_the_first_sentence(tmp_path):
-    text = "Ein Hund.\nZwei Katzen.\n".encode()
+    text = b"Ein Hund.\nZwei Katzen.\n"
     path = write(tmp_path / "bom.de", b"\xef\xbb\xbf" + text)
     gz = write(tmp_path / "bom.de.gz", gzip.compress(b"\xef\xbb\xbf" + text))
     assert read_lines(path) == read_lines(gz) == ["Ein Hund.", "Zwei Katzen."]

@@ -5,14 +5,16 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nmt.config import DataConfig
-from nmt.data import corpus, preprocess
+from nmt.data import corpus, prepare, preprocess
 from nmt.data.corpus import CorpusError, iter_lines, iter_parallel, read_lines
 from nmt.data.dataset import encode_pairs
+from nmt.data.prepare import split_paths
 from nmt.data.preprocess import NpyWriter, build, cache_keys, prepare_corpus
 from nmt.data.tokenizer import train_or_load
 from tests.conftest import write
@@ -177,3 +179,41 @@ def test_sentencepiece_trains_on_a_reproducible_sample(tmp_path):
     b = train_or_load(stream(), "b", tmp_path / "b", vocab_size=100, sample_size=300)
     whole = train_or_load(stream(), "c", tmp_path / "c", vocab_size=100, sample_size=10_000)
     assert a.proto == b.proto and a.proto != whole.proto
+
+
+def test_the_sample_is_the_same_in_every_process(tmp_path):
+    # SentencePiece seeds from std::random_device unless told: each process drew its own
+    # sample, so two builders of one cache (or two nodes) made different tokenizers.
+    code = ("import hashlib, sys; from nmt.data.tokenizer import train_or_load; "
+            "from tests.test_dataset import SRC, TGT; "
+            "t = train_or_load(SRC + TGT, 'k', sys.argv[1], vocab_size=100, sample_size=300); "
+            "print(hashlib.sha256(t.proto).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code, str(tmp_path / str(i))],
+                              capture_output=True, text=True, check=True, timeout=300,
+                              cwd=Path(__file__).parent.parent).stdout for i in range(3)}
+    assert len(digests) == 1
+
+
+def test_own_training_files_need_their_own_validation_files(tmp_path, files):
+    cfg = data_config(tmp_path, train_src=str(files[0]), train_tgt=str(files[1]))
+    with pytest.raises(CorpusError, match="data.valid_src and data.valid_tgt are required"):
+        split_paths(cfg, "valid")
+    swapped = replace(cfg, valid_src=str(tmp_path / "dev.de"), valid_tgt=str(tmp_path / "dev.en"))
+    with pytest.raises(CorpusError, match="en->de.*data.src_lang=de|de->en direction"):
+        split_paths(swapped, "valid")
+    ok = replace(cfg, valid_src=str(tmp_path / "dev.en"), valid_tgt=str(tmp_path / "dev.de"))
+    assert split_paths(ok, "valid") == (tmp_path / "dev.en", tmp_path / "dev.de")
+
+
+def test_a_corpus_with_no_pair_left_is_an_error(tmp_path, files, tok):
+    with pytest.raises(CorpusError, match="no training pairs left: all 600"):
+        build(tok, *files, tmp_path / "cache" / "train-x", max_len=1)
+    assert not list((tmp_path / "cache").glob("*"))   # nothing half-built is left
+
+
+def test_preprocessing_asks_for_the_training_files_only(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(prepare, "download_multi30k", lambda root, names: asked.extend(names))
+    cfg = data_config(tmp_path, root=str(tmp_path / "empty"), download=True)
+    prepare.ensure_corpus(cfg, [cfg.train])
+    assert sorted(asked) == ["train.de.gz", "train.en.gz"]

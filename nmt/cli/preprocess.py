@@ -21,7 +21,7 @@ register_schemas()
 def preprocess_main(cfg: DictConfig) -> None:
     conf = to_object(cfg, PreprocessConfig)
     start = time.time()
-    ensure_corpus(conf.data)
+    ensure_corpus(conf.data, [conf.data.train])   # the cache holds the training pairs only
     corpus = prepare_corpus(conf.data, *split_paths(conf.data, "train"),
                             threads=conf.threads or -1)
     info = corpus.info

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import logging
 import os
+import socket
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -25,6 +26,12 @@ MULTI30K_SHA256 = {
     "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
     "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
 }
+
+
+def temp_path(path: Path) -> Path:
+    """A name beside `path` for writing it whole before a rename; unique per process and host
+    (builders on the nodes of a shared file system can have the same process id)."""
+    return path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
 
 
 class CorpusError(ValueError):

@@ -70,7 +70,7 @@ def file_digest(path: Path, cache_dir: Path) -> str:
     digest = corpus.sha256(path)
     index[name] = {"stamp": stamp, "sha256": digest}
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = index_path.with_name(f"digests.json.{os.getpid()}.tmp")
+    tmp = corpus.temp_path(index_path)
     tmp.write_text(json.dumps(index, indent=0))
     os.replace(tmp, index_path)
     return digest
@@ -200,7 +200,7 @@ def build(tok: Tokenizer, src: Path, tgt: Path, folder: Path, max_len: int | Non
     """Encode the pairs `chunk` at a time into `folder` (see the module docstring); pairs with an
     empty side or a side longer than `max_len` pieces are skipped and counted."""
     start = time.time()
-    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    tmp = corpus.temp_path(folder)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -240,6 +240,11 @@ def build(tok: Tokenizer, src: Path, tgt: Path, folder: Path, max_len: int | Non
         bar.close()
         for w in writers.values():
             w.close()
+        if counts["pairs"] and not counts["kept"]:
+            raise corpus.CorpusError(
+                f"{src}, {tgt}: no training pairs left: all {counts['pairs']} have an empty "
+                f"side ({counts['empty']}) or one longer than data.max_len={max_len} pieces "
+                f"({counts['too_long']})")
         info = {**counts, "max_len": max_len, "limit": limit, "src_tokens": totals["src_off"],
                 "tgt_tokens": totals["tgt_off"], "files": [str(src), str(tgt)],
                 "tokenizer_sha256": hashlib.sha256(tok.proto).hexdigest(),

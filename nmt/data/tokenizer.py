@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterable, Iterator
+import random
+from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
 
-from nmt.data.corpus import CorpusError
+from nmt.data.corpus import CorpusError, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,18 @@ class Tokenizer:
         return [self.sp.id_to_piece(i) for i in ids]
 
 
+SAMPLE_SEED = 1
+
+
 def train_or_load(lines: Iterable[str], key: str, cache_dir: str | os.PathLike,
                   vocab_size: int, model_type: str = "unigram", character_coverage: float = 1.0,
                   sample_size: int = 1_000_000) -> Tokenizer:
     """Train a joint model on `lines` unless `cache_dir/spm-<key>.model` exists.
 
-    `lines` is read once as a stream (a generator over files keeps memory flat); SentencePiece
-    keeps a random sample of `sample_size` sentences (the same sample for the same stream).
+    `lines` is read once as a stream (a generator over files keeps memory flat) into a sample
+    of at most `sample_size` sentences drawn with a fixed seed: the same stream gives the same
+    tokenizer in every process and on every machine, so builders of one cache agree, and runs
+    trained on separate caches can be resumed, ensembled and averaged together.
     """
     path = Path(cache_dir) / f"spm-{key}.model"
     if path.is_file():
@@ -56,41 +62,47 @@ def train_or_load(lines: Iterable[str], key: str, cache_dir: str | os.PathLike,
         return Tokenizer.load(path)
     log.info("training SentencePiece (%s, %d pieces) on a sample of at most %d sentences",
              model_type, vocab_size, sample_size)
+    sample = reservoir((line for line in lines if line.strip()), sample_size)
     proto = io.BytesIO()
-    failure: list[Exception] = []
-
-    def sentences() -> Iterator[str]:
-        try:
-            yield from (line for line in lines if line.strip())
-        except Exception as err:  # SentencePiece turns it into a RuntimeError; keep the original
-            failure.append(err)
-            raise
-
     try:
-        _train(sentences(), proto, vocab_size, model_type, character_coverage, sample_size)
+        _train(sample, proto, vocab_size, model_type, character_coverage, sample_size)
     except RuntimeError as err:
-        if failure:
-            raise failure[0] from None
         # SentencePiece's own refusal, e.g. a vocabulary smaller than the corpus's characters
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise CorpusError(f"data.vocab_size={vocab_size}, data.spm_model_type={model_type}: "
                           f"SentencePiece cannot train on this corpus ({reason})") from err
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent builders each write
+    tmp = temp_path(path)   # concurrent builders each write (the same bytes)
     tmp.write_bytes(proto.getvalue())
     os.replace(tmp, path)
     return Tokenizer(proto.getvalue())
 
 
-def _train(sentences: Iterator[str], writer: io.BytesIO, vocab_size: int, model_type: str,
+def reservoir(items: Iterable[str], size: int, seed: int = SAMPLE_SEED) -> list[str]:
+    """A uniform sample of `size` items of a stream read once (all of them, in order, when there
+    are no more). Drawn here rather than by SentencePiece, whose own sample (of an iterator)
+    differed from process to process even after set_random_generator_seed."""
+    rng = random.Random(seed)
+    sample: list[str] = []
+    for i, item in enumerate(items):
+        if i < size:
+            sample.append(item)
+        elif (j := rng.randrange(i + 1)) < size:
+            sample[j] = item
+    return sample
+
+
+def _train(sentences: list[str], writer: io.BytesIO, vocab_size: int, model_type: str,
            character_coverage: float, sample_size: int) -> None:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=sentences,
+        sentence_iterator=iter(sentences),
         model_writer=writer,
         vocab_size=vocab_size,
         model_type=model_type,
         character_coverage=character_coverage,
         pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+        # The sample is drawn already; these settings (SentencePiece takes all of a stream
+        # this short, deterministically) keep the tokenizers of earlier versions.
         input_sentence_size=sample_size, shuffle_input_sentence=True,
         hard_vocab_limit=False, minloglevel=2, num_threads=1,
     )
