@@ -12,6 +12,7 @@ import torch
 
 from nmt import checkpoint
 from nmt.checkpoint import CheckpointError
+from nmt.config import architecture
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
@@ -26,10 +27,19 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
         if not torch.equal(ckpt["tokenizer"], first["tokenizer"]):
             raise CheckpointError(f"{path}: another vocabulary than {paths[0]}; only checkpoints "
                                   "of one model can be averaged")
-        if ckpt["config"].get("model") != first["config"].get("model") or \
-                ckpt["config"].get("attention") != first["config"].get("attention") or \
-                ckpt["config"].get("decoder") != first["config"].get("decoder"):
-            raise CheckpointError(f"{path}: another model config than {paths[0]}")
+        mine, theirs = architecture(ckpt["config"]), architecture(first["config"])
+        if mine != theirs:
+            key = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))[0]
+            raise CheckpointError(f"{path}: another model than {paths[0]} ({key}: "
+                                  f"{mine.get(key)!r} against {theirs.get(key)!r})")
+        if ckpt["config"].get("seed") != first["config"].get("seed"):
+            # Two initialisations: their hidden units do not line up, and the mean of their
+            # weights translates nothing.
+            raise CheckpointError(
+                f"{path}: trained from another initialisation than {paths[0]} (seed "
+                f"{ckpt['config'].get('seed')} against {first['config'].get('seed')}); average "
+                "the checkpoints of one run, and combine runs as an ensemble instead "
+                "(nmt-translate checkpoint=[A,B])")
         if ckpt["model"].keys() != total.keys():
             raise CheckpointError(f"{path}: other tensors than {paths[0]}")
         for k, v in ckpt["model"].items():

@@ -184,3 +184,29 @@ class AverageConfig:
     run: str | None = None               # or: a run folder, averaging its newest step checkpoints
     last: int = 5                        # with run: how many (see train.keep_last)
     output: str = "???"                  # the averaged, self-contained checkpoint
+
+
+# What the weights and the vocabulary of a run are made of: never changed on resume, and the
+# same in checkpoints that are averaged.
+FIXED = ("model.", "attention.", "decoder.", "data.vocab_size", "data.spm_", "data.src_lang",
+         "data.tgt_lang", "data.character_coverage")
+# ... except how it is trained, which may change
+TRAINING_ONLY = ("model.dropout", "model.word_dropout", "attention.mode",
+                 "attention.sigmoid_noise")
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def architecture(cfg: dict) -> dict:
+    """The settings of a stored run config that shape its weights (FIXED less TRAINING_ONLY)."""
+    return {k: v for k, v in flat(cfg).items()
+            if k.startswith(FIXED) and k not in TRAINING_ONLY}

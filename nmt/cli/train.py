@@ -25,7 +25,7 @@ from nmt.cli.common import (
     to_object,
     user_errors,
 )
-from nmt.config import TrainConfig
+from nmt.config import FIXED, TRAINING_ONLY, TrainConfig, flat
 from nmt.device import setup_device
 from nmt.distributed import Dist, env_rank, env_world_size, init_from_env
 from nmt.train import run
@@ -62,26 +62,9 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     return out
 
 
-# What the weights and the vocabulary of a run are made of: never changed on resume.
-FIXED = ("model.", "attention.", "decoder.", "data.vocab_size", "data.spm_", "data.src_lang",
-         "data.tgt_lang", "data.character_coverage")
-# ... except how it is trained, which may change
-TRAINING_ONLY = ("model.dropout", "model.word_dropout", "attention.mode",
-                 "attention.sigmoid_noise")
-
 # What a continued run may run with anew: where files are, how often it logs.
 IGNORED = ("resume", "device", "threads", "data.root", "data.cache_dir", "data.download",
            "train.log_every", "train.tensorboard", "train.save_every_minutes")
-
-
-def flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def other_settings(stored: dict, conf: TrainConfig) -> list[str]:
