@@ -72,6 +72,17 @@ def check_model(cfg: TrainConfig) -> None:
         build_model(asdict(cfg.model), asdict(a), 64, asdict(cfg.decoder))
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """One group, or with weight decay two: parameters marked `no_weight_decay` (a normalised
+    direction, whose length the function ignores) are not decayed."""
+    params = list(model.parameters())
+    kept = [p for p in params if getattr(p, "no_weight_decay", False)]
+    if not weight_decay or not kept:
+        return [{"params": params}]
+    return [{"params": [p for p in params if not getattr(p, "no_weight_decay", False)]},
+            {"params": kept, "weight_decay": 0.0}]
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, data: Data | None = None,
                  dist: Dist | None = None):
@@ -95,8 +106,9 @@ class Trainer:
         # One fused kernel over all parameters: the per-parameter loop took about a tenth of a
         # CPU training step. Same update; rounding differs in the last bit.
         fused = self.device.type in ("cpu", "cuda")
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=tuple(o.betas),
-                                    weight_decay=o.weight_decay, fused=fused or None)
+        self.opt = torch.optim.Adam(param_groups(self.model, o.weight_decay), lr=o.lr,
+                                    betas=tuple(o.betas), weight_decay=o.weight_decay,
+                                    fused=fused or None)
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.opt, mode="max", factor=o.lr_factor, patience=o.lr_patience, min_lr=o.min_lr)
         self.progress = Progress()

@@ -645,3 +645,21 @@ def test_beam_hypothesis_scores_match_rescoring(name, decoder):
             assert hyp.ended or len(hyp.tokens) == limits[b]   # cut at the maximum length
             expected = rescore(model, src[b:b + 1, :n], src_len[b:b + 1], hyp.tokens, hyp.ended)
             assert hyp.score == pytest.approx(expected, abs=1e-4)
+
+
+def test_weight_decay_spares_the_normalised_direction():
+    # attention-spec.md: decay shrinks |v| without changing the function, which only raises
+    # v's effective step size; v is left out, everything else is decayed.
+    from nmt.train import param_groups
+
+    model = tiny_model("normed_bahdanau")
+    v = dict(model.named_parameters())["decoder.attention.score.v"]
+    other = model.decoder.attention.score.query_layer.weight
+    before_v, before_other = v.detach().clone(), other.detach().clone()
+    opt = torch.optim.Adam(param_groups(model, 0.5), lr=0.1, weight_decay=0.5)   # as trained
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert torch.equal(v, before_v) and not torch.allclose(other, before_other)
+    assert len(param_groups(model, 0.0)) == 1
+    assert len(param_groups(tiny_model("bahdanau"), 0.5)) == 1

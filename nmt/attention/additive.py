@@ -24,6 +24,8 @@ class AdditiveScore(nn.Module):
         glorot_(self.memory_layer.weight)
         glorot_vector_(self.v)
         if normalize:
+            # Decay would shrink |v| without changing the function, so raise its step size.
+            self.v.no_weight_decay = True  # type: ignore[attr-defined]
             self.g = nn.Parameter(torch.tensor((1.0 / units) ** 0.5))
             self.b = nn.Parameter(torch.zeros(units))
 
