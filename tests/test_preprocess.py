@@ -217,3 +217,23 @@ def test_preprocessing_asks_for_the_training_files_only(tmp_path, monkeypatch):
     cfg = data_config(tmp_path, root=str(tmp_path / "empty"), download=True)
     prepare.ensure_corpus(cfg, [cfg.train])
     assert sorted(asked) == ["train.de.gz", "train.en.gz"]
+
+
+@pytest.mark.parametrize("damage", ["no tokenizer", "empty info", "empty ids"])
+def test_a_damaged_cache_is_named_with_what_to_delete(tmp_path, files, damage):
+    cfg = data_config(tmp_path)
+    prepare_corpus(cfg, *files, threads=1)
+    cache = tmp_path / "cache"
+    folder, = cache.glob("train-*")
+    if damage == "no tokenizer":
+        next(cache.glob("spm-*.model")).unlink()
+    else:
+        (folder / ("info.json" if damage == "empty info" else "src_ids.npy")).write_bytes(b"")
+    with pytest.raises(CorpusError, match=f"{folder.name}: the cache is damaged.*delete"):
+        prepare_corpus(cfg, *files, threads=1)
+
+
+def test_a_file_as_cache_folder_names_the_key(tmp_path, files):
+    cfg = replace(data_config(tmp_path), cache_dir=str(files[0]))
+    with pytest.raises(CorpusError, match="data.cache_dir=.*cannot create it"):
+        prepare_corpus(cfg, *files, threads=1)

@@ -132,7 +132,8 @@ def test_paths_are_checked_before_anything_is_written(ckpt, tmp_path):
             ([f"reference={tmp_path / 'ref.typo'}"], "reference="),
             ([f"output={tmp_path / 'no' / 'out.txt'}"], "does not exist"),
             ([f"output={tmp_path}"], "a folder, not a file"),
-            (["heatmaps=true", f"heatmap_dir={src}"], "heatmap_dir=")):
+            (["heatmaps=true", f"heatmap_dir={src}"], "heatmap_dir="),
+            (["heatmaps=true", f"heatmap_dir={src}/maps"], "cannot create it")):
         res = cli(ckpt, tmp_path, f"input={src}", *args)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -24,6 +25,8 @@ def average_main(cfg: DictConfig) -> None:
     if out.is_dir() or not out.parent.is_dir():
         raise ValueError(f"output={out}: " + ("a folder, not a file" if out.is_dir() else
                                                f"its folder {out.parent} does not exist"))
+    if not os.access(out.parent, os.W_OK):   # before every checkpoint is loaded
+        raise ValueError(f"output={out}: its folder {out.parent} is not writable")
     paths = list(conf.checkpoints)
     if conf.run:
         if paths:

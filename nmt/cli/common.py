@@ -29,7 +29,10 @@ from nmt.config import (
 from nmt.data.corpus import CorpusError
 
 T = TypeVar("T")
+# File-system refusals (a read-only cache folder, a file where a folder should be) name their
+# path; a traceback would add nothing.
 USER_ERRORS = (CorpusError, CheckpointError, AttentionConfigError, ValueError, FileNotFoundError,
+               PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError,
                MissingMandatoryValue)
 
 

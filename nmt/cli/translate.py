@@ -85,6 +85,14 @@ def check_paths(conf: TranslateConfig) -> None:
     maps = Path(conf.heatmap_dir) if conf.heatmaps and conf.heatmap_dir else None
     if maps is not None and maps.exists() and not maps.is_dir():
         raise ValueError(f"heatmap_dir={maps}: a file, not a folder")
+    if maps is not None:
+        try:
+            maps.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"heatmap_dir={maps}: cannot create it ({err.strerror or err})"
+                             ) from err
+        if not os.access(maps, os.W_OK):
+            raise ValueError(f"heatmap_dir={maps}: not writable")
     if not conf.output:
         return
     out = Path(conf.output)

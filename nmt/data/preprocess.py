@@ -95,6 +95,11 @@ def prepare_corpus(cfg: DataConfig, src: Path, tgt: Path, threads: int = -1) -> 
 
     `threads`: SentencePiece encoding threads (-1: all cores)."""
     cache = Path(cfg.cache_dir)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise corpus.CorpusError(f"data.cache_dir={cache}: cannot create it "
+                                 f"({err.strerror or err})") from err
     tok_key, enc_key = cache_keys(cfg, src, tgt)
     folder = cache / f"train-{enc_key}"
     if not (folder / "info.json").is_file():
@@ -102,23 +107,27 @@ def prepare_corpus(cfg: DataConfig, src: Path, tgt: Path, threads: int = -1) -> 
                             cfg.vocab_size, cfg.spm_model_type, cfg.character_coverage,
                             cfg.spm_sample_size)
         build(tok, src, tgt, folder, cfg.max_len, cfg.train_limit, threads)
-    corpus = load(folder, cache / f"spm-{tok_key}.model")
-    if len(corpus.tokenizer) < cfg.vocab_size:
+    encoded = load(folder, cache / f"spm-{tok_key}.model")
+    if len(encoded.tokenizer) < cfg.vocab_size:
         # SentencePiece stops early (hard_vocab_limit=False) when the text has too few pieces.
         log.warning("the SentencePiece vocabulary has %d pieces, fewer than the %d asked for "
                     "(data.vocab_size): the training text is too small for more",
-                    len(corpus.tokenizer), cfg.vocab_size)
-    return corpus
+                    len(encoded.tokenizer), cfg.vocab_size)
+    return encoded
 
 
 def load(folder: Path, spm_path: Path) -> Corpus:
-    info = json.loads((folder / "info.json").read_text())
-    tok = Tokenizer.load(spm_path)
-    if hashlib.sha256(tok.proto).hexdigest() != info["tokenizer_sha256"]:
+    try:
+        info = json.loads((folder / "info.json").read_text())
+        tok = Tokenizer.load(spm_path)
+        arrays = [IdsFile(folder / f"{name}.npy") if name.endswith("ids")
+                  else np.load(folder / f"{name}.npy", mmap_mode="r") for name in SIDES]
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError) as err:
+        raise corpus.CorpusError(f"{folder}: the cache is damaged ({err}); delete {folder} "
+                                 f"and {spm_path} to rebuild them") from err
+    if hashlib.sha256(tok.proto).hexdigest() != info.get("tokenizer_sha256"):
         raise corpus.CorpusError(f"{spm_path} is not the tokenizer {folder} was encoded with; "
                                  "delete both to rebuild them")
-    arrays = [IdsFile(folder / f"{name}.npy") if name.endswith("ids")
-              else np.load(folder / f"{name}.npy", mmap_mode="r") for name in SIDES]
     log.info("encoded corpus from cache: %s", folder)
     return Corpus(tok, Encoded(*arrays), info, folder)
 
