@@ -59,9 +59,10 @@ def length_penalty(length: int, alpha: float) -> float:
 
 @torch.inference_mode()
 def greedy(model: Decodable, src: Tensor, src_len: Tensor, max_len_ratio: float = 1.5,
-           max_len_offset: int = 10, alignments: bool = False, max_out_len: int = 0
-           ) -> list[list[Hypothesis]]:
-    """Argmax decoding of a batch. Returns one hypothesis per sentence."""
+           max_len_offset: int = 10, alignments: bool = False, max_out_len: int = 0,
+           alpha: float = 0.0) -> list[list[Hypothesis]]:
+    """Argmax decoding of a batch. Returns one hypothesis per sentence, its score divided by
+    the length penalty of `alpha` as beam search's are (0: the plain log-probability)."""
     model.eval()
     mem, state = model.encode(src, src_len)
     B = src.shape[0]
@@ -75,11 +76,11 @@ def greedy(model: Decodable, src: Tensor, src_len: Tensor, max_len_ratio: float 
     t = 0
     while rows.numel():
         t += 1
-        logits, norm, alpha, state = model.step_logits(tokens, state, mem)
+        logits, norm, attn, state = model.step_logits(tokens, state, mem)
         best, tokens = logits.max(dim=-1)
         best = best - norm
         if alignments:
-            record = alignment_record(model, alpha, state)
+            record = alignment_record(model, attn, state)
         finished = []
         for r, (b, tok, s) in enumerate(zip(rows.tolist(), tokens.tolist(), best.tolist(),
                                             strict=True)):
@@ -98,7 +99,8 @@ def greedy(model: Decodable, src: Tensor, src_len: Tensor, max_len_ratio: float 
             rows, tokens = rows[idx], tokens[idx]
             state, mem = state.index_select(idx), mem.index_select(idx)
     lengths = src_len.tolist()
-    return [[hypothesis(out_tokens[b], scores[b],
+    steps = [len(out_tokens[b]) + ended[b] for b in range(B)]   # EOS counts, as in beam search
+    return [[hypothesis(out_tokens[b], scores[b] / length_penalty(steps[b], alpha),
                         torch.stack(out_align[b]) if alignments else None, lengths[b], ended[b])]
             for b in range(B)]
 
@@ -211,6 +213,6 @@ def decode(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int = 1, a
     """Greedy when beam_size == 1 (and nbest == 1), beam search otherwise."""
     if beam_size == 1 and nbest == 1:
         return greedy(model, src, src_len, max_len_ratio, max_len_offset, alignments,
-                      max_out_len)
+                      max_out_len, alpha)
     return beam_search(model, src, src_len, beam_size, alpha, nbest, max_len_ratio,
                        max_len_offset, alignments, max_out_len)

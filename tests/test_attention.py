@@ -605,6 +605,11 @@ def test_beam_size_one_equals_greedy(name, decoder):
     out = tokens(greedy(model, src, src_len))
     assert out == tokens(beam_search(model, src, src_len, beam_size=1, alpha=0.0))
     assert any(out), "the model should produce some tokens"
+    # the scores too, on the same scale: log-probability over the same length penalty
+    for alpha in (0.0, 0.6):
+        g = [h[0].score for h in greedy(model, src, src_len, alpha=alpha)]
+        b = [h[0].score for h in beam_search(model, src, src_len, beam_size=1, alpha=alpha)]
+        assert g == pytest.approx(b, rel=1e-5)
 
 
 @pytest.mark.parametrize("name, decoder", MODELS)
