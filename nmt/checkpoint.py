@@ -40,11 +40,20 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path}: an empty file, not a checkpoint (truncated?)")
+    if head[:2] != b"PK" and head[:1] != b"\x80":   # torch's zip format, or a legacy pickle
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's message suggests loading it unsafely; name only what was refused
+        what = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line]
         raise CheckpointError(f"{path}: refused to load: the file holds objects other than "
-                              f"tensors and plain data ({str(err).splitlines()[0]})") from err
+                              "tensors and plain data" + (f" ({what[0]})" if what else "")
+                              ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error) as err:
         raise CheckpointError(f"{path}: truncated or corrupted checkpoint ({err})") from err
     if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
