@@ -102,9 +102,12 @@ def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str 
          ) -> Translator:
     """A Translator for one checkpoint, or for several (an ensemble: each step averages the
     models' log-probabilities). Ensemble members must share one vocabulary."""
-    paths = [checkpoints] if isinstance(checkpoints, str | os.PathLike) else list(checkpoints)
+    paths = ([checkpoints] if isinstance(checkpoints, str | os.PathLike) else
+             list(checkpoints) if isinstance(checkpoints, Sequence) else [None])
     if not paths:
         raise ValueError("no checkpoint given")
+    if not all(isinstance(p, str | os.PathLike) for p in paths):
+        raise ValueError(f"checkpoint={checkpoints!r}: give a path or a list of paths")
     device = torch.device(device)
     models, configs, tok = [], [], None
     for path in paths:

@@ -454,7 +454,8 @@ def run(cfg: TrainConfig, run_dir: str | Path, dist: Dist | None = None,
             trainer.progress.finished = ""   # stopped by a signal: it trains on
         ended = trainer.progress.finished != ""
         if ended:
-            log.info("run already finished (%s)", trainer.progress.finished)
+            log.info("the run had finished (%s)%s", trainer.progress.finished,
+                     "; it trains on under the new budget" if extend else "")
         if extend:
             ended, trainer.progress.finished = False, ""
             # under way again: the earlier end's summary no longer describes the run

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
-pip install -q torch==2.13.0          # the CPU build; install it before anything that needs torch
+pip install -q torch==2.13.0          # before anything that needs torch
 pip install -q -e .
 RUN=outputs/quickstart
 nmt-train experiment=quick hydra.run.dir="$RUN"

@@ -86,6 +86,10 @@ def test_nmt_average_takes_a_runs_newest_step_checkpoints(tmp_path):
                           f"output={out}"], capture_output=True, text=True, cwd=tmp_path,
                          timeout=300)
     assert bad.returncode == 2 and "train.keep_last" in bad.stderr
+    typo = subprocess.run([sys.executable, "-m", "nmt.cli.average", f"run={tmp_path / 'rnu'}",
+                           f"output={out}"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert typo.returncode == 2 and "rnu: folder not found" in typo.stderr
 
 
 def test_training_keeps_the_last_n_validations(multi30k, tmp_path):

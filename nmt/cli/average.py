@@ -31,7 +31,12 @@ def average_main(cfg: DictConfig) -> None:
     if conf.run:
         if paths:
             raise ValueError("give either checkpoints=[...] or run=RUN_DIR, not both")
+        if not Path(conf.run).is_dir():
+            raise FileNotFoundError(f"run={conf.run}: folder not found")
         paths = [str(p) for p in step_checkpoints(Path(conf.run))[-conf.last:]]
+        if 0 < len(paths) < conf.last:
+            log.warning("last=%d: %s keeps %d step checkpoints; averaging those", conf.last,
+                        conf.run, len(paths))
         if not paths:
             raise FileNotFoundError(f"{conf.run}/checkpoints holds no step<k>.pt checkpoints "
                                     "(train with train.keep_last=N to keep them)")

@@ -140,10 +140,10 @@ def translate_main(cfg: DictConfig) -> None:
     check_reference(conf)
     device = setup_device(conf.device, conf.threads)
     translator = load(conf.checkpoint, device)
-    if conf.heatmap_heads and not (conf.heatmaps and any(
+    if conf.heatmap_heads and not (conf.heatmaps and all(
             c["attention"]["name"] == "multihead" for c in translator.configs)):
-        log.warning("heatmap_heads=true draws the heads of attention=multihead with "
-                    "heatmaps=true; nothing to draw here")
+        log.warning("heatmap_heads=true draws the heads of attention=multihead (every model of "
+                    "an ensemble) with heatmaps=true; nothing to draw here")
     interactive = not conf.input and sys.stdin.isatty()
     lines = iter_lines(conf.input) if conf.input else stdin_lines()
     hyps: list[str] | None = [] if conf.reference else None   # kept only to score them
