@@ -48,9 +48,14 @@ def write_alignments(path: str | os.PathLike, translations: Sequence[Translation
     for t in translations:
         item: dict = {"text": t.text, "score": t.score}
         if t.alignment is not None:
-            m = quantize(t.alignment)
+            # Weights of one step sum to 1 except gmm's (a mixture of unnormalised Gaussians),
+            # which may pass 1: those matrices are stored divided by their largest weight.
+            top = float(t.alignment.max()) if t.alignment.numel() else 0.0
+            m = quantize(t.alignment / top if top > 1.0 else t.alignment)
             item.update(src=t.src_pieces, tgt=t.tgt_pieces,
                         a=[len(matrices), int(m.shape[0]), int(m.shape[1])])
+            if top > 1.0:
+                item["scale"] = top
             matrices.extend(m.tobytes())
         sentences.append(item)
     text = json.dumps(sentences, ensure_ascii=False).encode("utf-8")
@@ -79,7 +84,8 @@ def read_alignments(path: str | os.PathLike) -> tuple[dict, list[Translation]]:
             if "a" in s:
                 start, rows, cols = s["a"]
                 block = weights[start:start + rows * cols].reshape(rows, cols)
-                alignment = torch.from_numpy(block.astype(np.float32) / 255.0)
+                alignment = torch.from_numpy(block.astype(np.float32) / 255.0
+                                             * float(s.get("scale", 1.0)))
             out.append(Translation(s["text"], [(s["text"], s["score"])], s.get("src", []),
                                    s.get("tgt", []), alignment))
     except (ValueError, KeyError, TypeError, zlib.error) as e:

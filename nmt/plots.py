@@ -33,8 +33,9 @@ def heatmap_figure(alignment: Tensor, src_pieces: list[str], tgt_pieces: list[st
     T, S = a.shape
     fig, ax = plt.subplots(figsize=(min(max(4.5, 0.35 * S + 2.8), MAX_INCHES),
                                     min(max(3.0, 0.3 * T + 1.5), MAX_INCHES)))
-    image = ax.imshow(a, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",
-                      interpolation="nearest")
+    # gmm's weights may pass 1 (unnormalised Gaussians): the scale grows rather than saturate
+    image = ax.imshow(a, cmap="Greys", vmin=0.0, vmax=max(1.0, float(a.max(initial=0.0))),
+                      aspect="auto", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     ax.set_xticks(range(S))
     ax.set_xticklabels(src_pieces[:S], rotation=90, fontsize=8)
@@ -109,9 +110,10 @@ def heatmap_grid(items: list[tuple[str, Tensor, list[str], list[str]]],
     fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=size, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
+    top = max([1.0] + [float(it[1].max()) for it in items if it[1].numel()])   # one scale (gmm)
     for ax, (label, a, src, tgt) in zip(axes.flat, items, strict=False):
         ax.axis("on")
-        image = ax.imshow(a.float().numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto",
+        image = ax.imshow(a.float().numpy(), cmap="Greys", vmin=0, vmax=top, aspect="auto",
                           interpolation="nearest")
         ax.set_xticks(range(len(src)))
         ax.set_xticklabels(src, rotation=90, fontsize=6)

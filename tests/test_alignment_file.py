@@ -44,6 +44,15 @@ def test_round_trip_keeps_text_pieces_and_8_bit_weights(tmp_path: Path):
             assert torch.allclose(b.alignment, a.alignment, atol=0.5 / 255 + 1e-6)
 
 
+def test_gmm_weights_above_one_keep_their_size(tmp_path: Path):
+    # gmm's unnormalised Gaussians can give a source piece more than 1 at a step
+    a = torch.tensor([[1.887, 0.25, 0.0], [0.4, 1.2, 0.6]])
+    t = Translation("x", [("x", -1.0)], ["a", "b", "</s>"], ["x", "</s>"], a)
+    write_alignments(tmp_path / "g.json", [t], "test_2016_flickr", 5, 0.6)
+    _, [back] = read_alignments(tmp_path / "g.json")
+    assert torch.allclose(back.alignment, a, atol=1.887 * 0.5 / 255 + 1e-6)
+
+
 def test_a_damaged_file_is_named(tmp_path: Path):
     path = tmp_path / "alignments.json"
     write_alignments(path, translations(), "t", 5, 0.6)
