@@ -109,8 +109,14 @@ def finished_runs(*sweeps: str) -> list[Path]:
 
 
 def variant(run: Path) -> str:
+    """The config choices a run was trained with, as nmt-compare labels it ("location_smooth"
+    is a config of the mechanism named location: the choice, not the name, is the variant)."""
     cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     name, decoder = cfg["attention"]["name"], cfg.get("decoder", {}).get("name", "luong")
+    record = run / ".hydra" / "hydra.yaml"
+    if record.is_file():
+        choices = yaml.safe_load(record.read_text())["hydra"]["runtime"]["choices"]
+        name, decoder = choices.get("attention", name), choices.get("decoder", decoder)
     return name if decoder == "luong" else f"{name}/bahdanau-dec"
 
 

@@ -37,11 +37,15 @@ def fake_sweeps(monkeypatch, code: int = 0, on_start=lambda cmd: None) -> list:
     return calls
 
 
-def fake_run(sweep: Path, name: str, attention: str, decoder: str, valid: float, test: float):
+def fake_run(sweep: Path, name: str, attention: str, decoder: str, valid: float, test: float,
+             choice: str | None = None):
     run = sweep / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
         {"attention": {"name": attention}, "decoder": {"name": decoder}}))
+    if choice:   # the config group chosen, as Hydra records it
+        (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {
+            "choices": {"attention": choice, "decoder": decoder}}}}))
     (run / "summary.json").write_text(json.dumps(
         {"progress": {"best_bleu": valid}, "test": {"test_2016_flickr": {"bleu": test}}}))
 
@@ -53,11 +57,13 @@ def test_ranking_reads_mean_validation_bleu_and_names_the_decoder(tmp_path, monk
     fake_run(a, "1_bahdanau_luong_seed2", "bahdanau", "luong", 35.0, 20.0)   # mean 34
     fake_run(a, "2_location_luong_seed1", "location", "luong", 33.5, 40.0)   # best on test
     fake_run(b, "0_bahdanau_bahdanau_seed1", "bahdanau", "bahdanau", 34.5, 10.0)
+    # attention=location_smooth is the mechanism named location with smoothing: its own variant
+    fake_run(a, "4_location_luong_seed1", "location", "luong", 35.0, 30.0, "location_smooth")
     (a / "3_gmm_luong_seed1").mkdir()   # unfinished: no summary.json, not ranked
     ranked = script.ranked_by_validation("a", "b")
-    assert ranked == ["bahdanau/bahdanau-dec", "bahdanau", "location"]
+    assert ranked == ["location_smooth", "bahdanau/bahdanau-dec", "bahdanau", "location"]
     assert script.by_decoder(ranked) == {"bahdanau": ["bahdanau"],
-                                         "luong": ["bahdanau", "location"]}
+                                         "luong": ["location_smooth", "bahdanau", "location"]}
 
 
 def test_a_tagged_comparison_has_its_own_sweeps_and_passes_overrides_on(tmp_path, monkeypatch):
