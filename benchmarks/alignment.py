@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
+from provenance import code_version
 
 from nmt.attention import REGISTRY
 from nmt.data.dataset import pad_sources
@@ -101,8 +101,13 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--decoders", default="luong")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/results/alignment.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" /
+                                         "alignment.json"))
     args = ap.parse_args()
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        ap.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    commit = code_version()   # before anything runs
     torch.set_num_threads(args.threads)
     rows = []
     print(f"{'variant':20s} {'decoder':9s} {'task':8s} {'align acc':>9s} {'exact':>6s} "
@@ -114,8 +119,6 @@ def main() -> None:
                 rows.append(r)
                 print(f"{label:20s} {decoder:9s} {task:8s} {r['alignment_accuracy']:9.3f} "
                       f"{r['exact_match']:6.2f} {r['train_seconds']:8.1f}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     for r in rows:
         r["commit"] = commit
     out = Path(args.out)

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import code_version
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("NMT_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
 
@@ -49,6 +51,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ensemble_cost.json"))
     a = ap.parse_args()
+    commit = code_version()   # before anything runs
     rows = []
     for n in (int(s) for s in a.sizes.split(",")):
         paths = [a.checkpoints[i % len(a.checkpoints)] for i in range(n)]
@@ -61,8 +64,6 @@ def main() -> None:
         print(f"{n} model(s): {r['sentences_per_s']:.1f} sent/s, {r['seconds']:.1f} s "
               f"({r['seconds'] / (n * one):.2f}x of {n} x one model), "
               f"{r['output_words']} output words", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
     Path(a.out).write_text(json.dumps({"commit": commit, "date": time.strftime("%Y-%m-%d"),
                                        "beam": a.beam, "threads": a.threads,
                                        "checkpoints": a.checkpoints, "rows": rows}, indent=1))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import code_version
 
 from nmt.data.corpus import read_lines
 from nmt.data.tokenizer import EOS, Tokenizer, train_or_load
@@ -122,6 +123,7 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=17)
     ap.add_argument("--stats", type=Path, help="only print an existing report's statistics")
     args = ap.parse_args()
+    commit = code_version()   # before anything runs
     if args.stats:
         print(json.dumps(alignment_stats(args.stats), indent=1))
         return
@@ -141,9 +143,7 @@ def main() -> None:
            "bytes_per_sentence_variant": round(size / (len(sources) * args.variants)),
            "build_seconds": round(build, 1), "alignments": alignment_stats(page),
            "chromium": open_in_chromium(page), "chromium_5_sentences": open_in_chromium(small),
-           "machine": platform.machine(), "commit": subprocess.run(
-               ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-               cwd=ROOT).stdout.strip()}
+           "machine": platform.machine(), "commit": commit}
     print(json.dumps(row, indent=1))
     out = ROOT / "benchmarks" / "results" / "report_size.json"
     out.write_text(json.dumps(row, indent=1) + "\n")

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import code_version
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work" / "scale"
@@ -146,6 +147,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
     ap.add_argument("--startup", nargs="*", help=argparse.SUPPRESS)  # internal: child stage
     args = ap.parse_args()
+    commit = code_version()   # before anything runs
     if args.startup is not None:
         startup(args.startup)
         return
@@ -199,9 +201,7 @@ def main() -> None:
     peak = max(results[k]["peak_rss_mib"] for k in ("startup", "train")) / 1024
     results["training_peak_rss_under_2gib"] = peak < 2
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
-                                                   capture_output=True, text=True,
-                                                   cwd=ROOT).stdout.strip()}
+                          "commit": commit}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(table(results))

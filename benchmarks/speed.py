@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import code_version
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work" / "speed"
 JOEY_VENV = ROOT / "benchmarks" / "work" / "joey-venv"
@@ -329,19 +331,24 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-tokens", type=int, default=2000)
-    ap.add_argument("--decode-model-minutes", type=float, default=8)
+    ap.add_argument("--decode-model-minutes", type=float, default=6)   # as published
     ap.add_argument("--no-joey", action="store_true")
     ap.add_argument("--ddp", type=int, default=2,
                     help="also train with this many one-thread processes (torchrun); 0: skip")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
     a = ap.parse_args()
-    parts, threads = a.parts.split(","), [int(t) for t in a.threads.split(",")]
+    parts = a.parts.split(",")
+    if not set(parts) <= {"train", "decode"}:   # a typo would write an empty results file
+        ap.error(f"--parts {a.parts}: choose from train, decode")
+    try:
+        threads = [int(t) for t in a.threads.split(",")]
+    except ValueError:
+        ap.error(f"--threads {a.threads}: numbers, e.g. 1,2")
+    commit = code_version()   # before anything runs
     variants = a.variants.split(",")
     WORK.mkdir(parents=True, exist_ok=True)
     joey = None if a.no_joey else ensure_joey()
     joey_cfg = prepare_joey_files(a.batch_tokens)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
     result: dict = {"commit": commit, "date": time.strftime("%Y-%m-%d"),
                     "machine": f"{os.cpu_count()} CPUs, "
                                f"{platform.processor() or platform.machine()}",

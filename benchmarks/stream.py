@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import code_version
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work" / "stream"
 DATA = Path(os.environ.get("NMT_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "stream.json")
     args = parser.parse_args()
+    commit = code_version()   # before anything runs
     WORK.mkdir(parents=True, exist_ok=True)
     best = train_tiny(args.steps)
     source, target = WORK / "input.en", WORK / "output.de"
@@ -95,7 +98,7 @@ def main() -> None:
         sys.exit(f"{out_lines} output lines for {args.lines} input lines")
     result.update(lines=args.lines, input_mib=round(source.stat().st_size / 2**20, 1),
                   output_mib=round(target.stat().st_size / 2**20, 1),
-                  lines_per_s=round(args.lines / result["seconds"]))
+                  lines_per_s=round(args.lines / result["seconds"]), commit=commit)
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
