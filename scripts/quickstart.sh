@@ -8,13 +8,12 @@ python3 -m venv .venv
 . .venv/bin/activate
 pip install -q torch==2.13.0          # before anything that needs torch
 pip install -q -e .
-RUN=outputs/quickstart
+RUN=outputs/quickstart   # run again, it continues or reuses this run; delete it to train anew
 nmt-train experiment=quick hydra.run.dir="$RUN"
 DATA="${NMT_DATA:-data/multi30k}"
-gunzip -c "$DATA/test_2016_flickr.en.gz" > "$RUN/test_2016_flickr.en"
-gunzip -c "$DATA/test_2016_flickr.de.gz" > "$RUN/test_2016_flickr.de"
-nmt-translate checkpoint="$RUN/checkpoints/best.pt" input="$RUN/test_2016_flickr.en" \
-  output="$RUN/test_2016_flickr.hyp.de" reference="$RUN/test_2016_flickr.de" \
+corpus_file() { if [ -f "$DATA/$1.gz" ]; then echo "$DATA/$1.gz"; else echo "$DATA/$1"; fi; }
+nmt-translate checkpoint="$RUN/checkpoints/best.pt" input="$(corpus_file test_2016_flickr.en)" \
+  output="$RUN/test_2016_flickr.hyp.de" reference="$(corpus_file test_2016_flickr.de)" \
   heatmaps=true max_heatmaps=20 heatmap_dir="$RUN/translate_heatmaps" search.beam_size=5
 echo "translations: $RUN/test_2016_flickr.hyp.de"
 echo "heatmaps:     $RUN/translate_heatmaps/*.png (training-time ones in $RUN/heatmaps/)"

@@ -10,6 +10,9 @@ MULTI30K = Path(os.environ.get("NMT_DATA", REPO.parent / "shared" / "data" / "mu
 @pytest.fixture(scope="session")
 def multi30k() -> Path:
     if not (MULTI30K / "train.en.gz").is_file():
+        # Named explicitly (as CI does), a missing corpus is an error, not a quiet pass.
+        if "NMT_DATA" in os.environ:
+            pytest.fail(f"NMT_DATA={MULTI30K}: Multi30k not found there")
         pytest.skip(f"Multi30k not found at {MULTI30K} (set NMT_DATA)")
     return MULTI30K
 
