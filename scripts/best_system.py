@@ -118,8 +118,17 @@ def main() -> None:
     ap.add_argument("--sweep", type=Path, default=ROOT / "multirun" / "best_system")
     ap.add_argument("--no-train", action="store_true", help="use the runs already finished")
     a, overrides = ap.parse_known_args()
+    if a.seeds < 1:
+        ap.error("--seeds: at least 1")
+    try:   # checked before hours of training, not after
+        alphas = [float(x) for x in a.alphas.split(",")]
+    except ValueError:
+        ap.error(f"--alphas {a.alphas}: numbers separated by commas, e.g. 0.4,0.6")
     env = os.environ.get("NMT_DATA")   # a local Multi30k; unset: downloaded to data/
     data = Path(env).resolve() if env else None
+    roots = [o.split("=", 1)[1] for o in overrides if o.startswith("data.root=")]
+    if roots:   # the ensemble is tuned and tested on the corpus the seeds trained on
+        data = Path(roots[-1]).resolve()
     sweep = a.sweep.resolve()
     if not a.no_train:
         train(a.seeds, overrides, data, sweep)
@@ -130,7 +139,7 @@ def main() -> None:
         "single": {"run": str(single), "valid_bleu": valid_bleu(single),
                    "test": json.loads((single / "summary.json").read_text()).get("test", {})},
         "ensemble": ensemble_system(runs, data or ROOT / "data" / "multi30k",
-                                    [float(x) for x in a.alphas.split(",")], sweep / "ensemble"),
+                                    alphas, sweep / "ensemble"),
     }
     (sweep / "system.json").write_text(json.dumps(system, indent=1))
     for name in TESTS:
