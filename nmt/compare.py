@@ -373,7 +373,10 @@ def write_results(rows: list[dict], signatures: dict, test_sets: list[str], base
             "std over seeds; 95% CI: sentence bootstrap of the mean over seeds (the test set's "
             "sampling, not the seeds' spread); p: paired approximate randomization against "
             f"{baseline}, each seed's run against the same seed's {baseline} run, pooled (a "
-            "test of these trained models, not of the variant over all seeds).\n")
+            "test of these trained models, not of the variant over all seeds). Train tok/s: "
+            "the mean of the runs' logged rates, under whatever shared their machines; decode "
+            "sent/s: the run's own test decoding where its outputs are reused (its threads and "
+            "load), else timed here, the report's sentences with alignments recorded.\n")
     lengths = "".join(length_table(rows, name) for name in test_sets)
     deltas = "".join(delta_table(rows, name, baseline) for name in test_sets)
     (out_dir / "results.md").write_text(table + "\n" + note + deltas + lengths
