@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -237,3 +238,12 @@ def test_a_file_as_cache_folder_names_the_key(tmp_path, files):
     cfg = replace(data_config(tmp_path), cache_dir=str(files[0]))
     with pytest.raises(CorpusError, match="data.cache_dir=.*cannot create it"):
         prepare_corpus(cfg, *files, threads=1)
+
+
+def test_a_folder_or_a_pipe_as_training_file_is_named(tmp_path, files):
+    with pytest.raises(CorpusError, match="a folder, not a file"):
+        prepare_corpus(data_config(tmp_path), tmp_path, files[1], threads=1)
+    fifo = tmp_path / "fifo.en"
+    os.mkfifo(fifo)
+    with pytest.raises(CorpusError, match="not a regular file"):
+        prepare_corpus(data_config(tmp_path), fifo, files[1], threads=1)

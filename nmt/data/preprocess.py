@@ -59,6 +59,11 @@ def file_digest(path: Path, cache_dir: Path) -> str:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError):
         index = {}
+    if path.is_dir():
+        raise corpus.CorpusError(f"{path}: a folder, not a file")
+    if path.exists() and not path.is_file():
+        raise corpus.CorpusError(f"{path}: not a regular file (a pipe?); training data is read "
+                                 "more than once, so give a file")
     if not path.is_file():
         raise corpus.CorpusError(f"{path}: file not found")
     st = path.stat()
