@@ -9,7 +9,8 @@ position, and the share of sentences decoded exactly (greedy; hard monotonic for
                                    [--decoders luong,bahdanau]
 
 Prints a table and writes benchmarks/results/alignment.json (rows of earlier runs for other
-variant/task/decoder combinations are kept).
+variant/task/decoder combinations are kept). The mechanisms run with their class defaults
+(OPTIONS below scales location to the tiny model), not the configs/attention/ files.
 """
 
 from __future__ import annotations
