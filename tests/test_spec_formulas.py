@@ -28,12 +28,7 @@ V = 20                         # vocabulary of the model tests
 f64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize(module: torch.nn.Module, seed: int, scale: float = 0.7) -> torch.nn.Module:
