@@ -15,7 +15,9 @@ from torch import Tensor, nn
 from nmt.attention.additive import AdditiveScore
 from nmt.attention.base import Attention, Memory, at_least_fp32, context, glorot_, masked_softmax
 
-INPUTS = {"prev": [0], "cumulative": [1], "both": [0, 1]}
+# Channels of the state, as slices: a list index would copy (and on a GPU wait for the host to
+# send the index) at every target step.
+INPUTS = {"prev": slice(0, 1), "cumulative": slice(1, 2), "both": slice(0, 2)}
 
 
 class Location(Attention):
@@ -36,7 +38,7 @@ class Location(Attention):
         self.channels = INPUTS[location_input]
         self.smoothing = smoothing
         self.score = AdditiveScore(query_size, memory_size, units)
-        self.conv = nn.Conv1d(len(self.channels), filters, kernel_size,
+        self.conv = nn.Conv1d(self.channels.stop - self.channels.start, filters, kernel_size,
                               padding=(kernel_size - 1) // 2, bias=conv_bias)
         self.location_layer = nn.Linear(filters, units, bias=False)  # U
         glorot_(self.location_layer.weight)
