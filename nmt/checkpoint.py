@@ -20,7 +20,20 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file."""
 
 
+def on_cpu(obj: Any) -> Any:
+    """Tensors moved to the CPU (in nested dicts, lists and tuples): a checkpoint written on a
+    GPU then loads anywhere, also with a plain torch.load."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(on_cpu(v) for v in obj)
+    return obj
+
+
 def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    obj = on_cpu(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -44,6 +44,13 @@ def setup_device(name: str, threads: int = 0) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as err:
         raise ValueError(f"device={name}: not a device (auto, cpu, cuda or cuda:N)") from err
+    if device.type == "cuda":   # found now, not after the data is prepared
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name}: no CUDA device here (device=auto or cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={name}: this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s)")
+    return device

@@ -157,7 +157,9 @@ class Trainer:
                 old.unlink()
 
     def resume(self, path: Path) -> None:
-        ckpt = checkpoint.load(path, self.device)
+        # Onto the CPU: load_state_dict puts weights and Adam's moments where the parameters
+        # are, without the whole file passing through GPU memory first.
+        ckpt = checkpoint.load(path)
         if bytes(ckpt["tokenizer"].tolist()) != self.data.tokenizer.proto:
             raise checkpoint.CheckpointError(
                 f"{path} was trained with another vocabulary than the one built from the "

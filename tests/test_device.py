@@ -48,3 +48,25 @@ def test_nmt_system_malloc_leaves_the_allocator_alone():
     res = probe(NMT_SYSTEM_MALLOC="1")
     assert not res["kept"]
     assert min(res["faults"]) > 5000, res   # each step faults its pages in again
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a machine without CUDA")
+def test_a_cuda_device_without_cuda_is_refused_at_once():
+    from nmt.device import setup_device
+
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError, match=f"device={name}: no CUDA device here"):
+            setup_device(name)
+
+
+def test_checkpoints_hold_cpu_tensors(tmp_path):
+    import torch
+
+    from nmt import checkpoint
+
+    # what a GPU run saves, emulated with the meta device: everything is moved to the CPU
+    obj = {"model": {"w": torch.ones(2)}, "nested": [(torch.zeros(1),)], "step": 3}
+    assert checkpoint.on_cpu(obj)["nested"][0][0].device.type == "cpu"
+    meta = {"w": torch.empty(2, device="meta")}
+    with pytest.raises(NotImplementedError):   # .cpu() of a meta tensor: proof that it is called
+        checkpoint.save({"model": meta, "config": {}}, tmp_path / "m.pt")
