@@ -3,6 +3,7 @@ does not depend on which others share its batch."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
@@ -157,18 +158,23 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
         is_eos = tok == EOS
         if alignments:
             step_align = alignment_record(model, attn, state)
-        # Finish EOS candidates ranked within the first k.
-        fin = (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist()
-        for i, j in fin:
-            b, row = sents[i], int(src_row[i, j])
-            ys = hist[row].tolist()
+        # Finish EOS candidates ranked within the first k: their sentence, row, history and
+        # score reach the host in two transfers per step (not a few per hypothesis).
+        ended = is_eos[:, :k] & torch.isfinite(top_s[:, :k])
+        fin_rows = src_row[:, :k][ended]
+        fin_scores = top_s[:, :k][ended].tolist()
+        if fin_scores:
+            fin = torch.cat([ended.nonzero()[:, :1], fin_rows.unsqueeze(1),
+                             hist.index_select(0, fin_rows)], dim=1).tolist()
+        for (i, row, *ys), score in zip(fin if fin_scores else [], fin_scores, strict=True):
+            b = sents[i]
             align = None
             if alignments:  # EOS can come first, before any history
                 align = step_align[row:row + 1] if hist_align is None else torch.cat(
                     [hist_align[row], step_align[row:row + 1]])
             if len(finished[b]) < k:
-                finished[b].append(hypothesis(ys, float(top_s[i, j]) / length_penalty(t, alpha),
-                                              align, lengths[b]))
+                finished[b].append(hypothesis(ys, score / length_penalty(t, alpha), align,
+                                              lengths[b]))
         # Keep the k best non-EOS candidates of each sentence (there are always at least k).
         rank = torch.arange(top_s.shape[1], device=dev).expand_as(top_s)
         order = (rank + is_eos.long() * top_s.shape[1]).argsort(dim=1)[:, :k]
@@ -187,13 +193,14 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
             if len(finished[b]) >= k:
                 continue
             if t >= limit[b]:
+                beams = scores[i].tolist()
+                ys_all = hist[i * k:(i + 1) * k].tolist()
                 for j in range(k):
-                    if not torch.isfinite(scores[i, j]):
+                    if not math.isfinite(beams[j]):   # a beam never filled
                         continue
-                    row = i * k + j
                     finished[b].append(hypothesis(
-                        hist[row].tolist(), float(scores[i, j]) / length_penalty(t, alpha),
-                        hist_align[row] if alignments else None, lengths[b], ended=False))
+                        ys_all[j], beams[j] / length_penalty(t, alpha),
+                        hist_align[i * k + j] if alignments else None, lengths[b], ended=False))
                 continue
             keep.append(i)
         if len(keep) < n:
