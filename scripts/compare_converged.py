@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 from pathlib import Path
@@ -38,11 +39,13 @@ from nmt.metrics_log import read_metrics
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "multirun"
 KEPT = ROOT / "benchmarks" / "results" / "compare_converged" / "sweeps"
-LIGHT = ("summary.json", "metrics.jsonl", "test", ".hydra")   # no checkpoints: 20-400 MB each
+# No checkpoints (20-400 MB each). summary.json last: a copy cut short never looks finished.
+LIGHT = ("metrics.jsonl", "test", ".hydra", "summary.json")
 MECHANISMS = ("bahdanau,location,luong_general,normed_bahdanau,scaled_dot,local_p,local_m,"
               "multihead,gmm,location_smooth,monotonic_bahdanau,monotonic_luong,luong_dot,"
               "scaled_luong,luong_concat")   # this order: job numbers of the running sweep
 STAGES = ("seeds", "bdec", "seed3", "base", "table")
+PLAN_KEYS = ("seed", "attention", "decoder", "model", "experiment", "hydra.sweep.dir")
 
 
 EXTRA: list[str] = []   # nmt-train overrides given on this script's command line
@@ -62,11 +65,14 @@ def copy_light(src: Path, dst: Path, first_record: bool = False) -> None:
 
 
 def collect() -> list[Path]:
-    """Keep the light files of every finished run of every sweep in KEPT (same layout)."""
+    """Keep the light files of every finished run of every sweep in KEPT (same layout); a run
+    kept already with the same summary is not copied again."""
     kept = []
     for run in sorted(SWEEPS.glob("compare_converged*/*/summary.json")):
         dst = KEPT / run.parent.parent.name / run.parent.name
-        copy_light(run.parent, dst, first_record=True)
+        if not (dst / "summary.json").is_file() or \
+                (dst / "summary.json").read_bytes() != run.read_bytes():
+            copy_light(run.parent, dst, first_record=True)
         kept.append(dst)
     return kept
 
@@ -93,15 +99,61 @@ def train(sweep: str, *overrides: str) -> None:
     cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides, *EXTRA,
            f"hydra.sweep.dir={SWEEPS / sweep}"]
     print("+", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    # Its own process group, which gets this script's Ctrl-C and SIGTERM: killing the script
+    # alone no longer leaves a sweep training on (a second invocation would train the same runs).
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+
+    def forward(signum: int, frame: object) -> None:
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:   # it has ended already
+            pass
+
+    before = signal.signal(signal.SIGTERM, forward)
     try:
-        code = proc.wait()
-    except KeyboardInterrupt:   # the sweep got Ctrl-C too: let it save last.pt and stop
-        code = proc.wait()
+        while True:
+            try:
+                code = proc.wait(timeout=60)
+                break
+            except subprocess.TimeoutExpired:
+                collect()   # every finished run is kept within a minute, not at the stage's end
+            except KeyboardInterrupt:   # the sweep saves last.pt and stops
+                forward(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGTERM, before)
     collect()
     if code:   # 3: stopped by Ctrl-C or SIGTERM, last.pt saved; else a run failed
         raise SystemExit(f"{cmd[0]} stopped or failed (exit status {code}); see its log, then "
                          "run this script again to go on")
+
+
+def complete(sweep: str, expected: int) -> None:
+    """Stop unless all `expected` runs of `sweep` finished: a selection must read whole stages
+    (with the parallel launcher a run stopped by a signal can leave its sweep with status 0)."""
+    folders = [d for d in (SWEEPS / sweep).glob("*") if d.is_dir() and d.name[0].isdigit()]
+    done = [d for d in folders if (d / "summary.json").is_file()]
+    if len(done) < expected:
+        waiting = sorted(d.name for d in folders if d not in done)
+        raise SystemExit(f"{sweep}: {len(done)} of {expected} runs finished"
+                         + (f" ({', '.join(waiting)} not)" if waiting else "")
+                         + "; run this script again to finish them before the selection")
+
+
+def selection(stage: str, chosen: list[str]) -> list[str]:
+    """The variants a stage trains: chosen once, from whole stages, and kept beside the runs
+    (benchmarks/results/compare_converged/sweeps/selection.json), so that a second invocation
+    trains the same ones in the same order (job numbers name the run folders)."""
+    path = KEPT / "selection.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    if stage in saved:
+        if saved[stage] != chosen:
+            print(f"{stage}: keeping the selection made first ({', '.join(saved[stage])}); "
+                  f"the runs now rank {', '.join(chosen)}", flush=True)
+        return saved[stage]
+    saved[stage] = chosen
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1) + "\n")
+    return chosen
 
 
 def finished_runs(*sweeps: str) -> list[Path]:
@@ -187,6 +239,9 @@ def main() -> None:
     if a.collect:
         print(f"{len(collect())} finished runs kept in {KEPT}")
         return
+    planned = [o for o in EXTRA if o.split("=", 1)[0].lstrip("+~") in PLAN_KEYS]
+    if planned:
+        ap.error(f"{planned[0]}: the plan sets {', '.join(PLAN_KEYS)} itself")
     stages = STAGES[:STAGES.index(a.until) + 1]
     first = (f"compare_converged{t}", f"compare_converged_bdec{t}")   # the selections
     if "seeds" in stages:
@@ -194,26 +249,31 @@ def main() -> None:
     if "bdec" in stages:
         train(first[1], "seed=1,2", "decoder=bahdanau", "attention=bahdanau,luong_general")
     if "seed3" in stages:
-        top5 = ranked_by_validation(*first)[:5]
+        complete(first[0], 2 * len(MECHANISMS.split(",")))
+        complete(first[1], 4)
+        top5 = selection(f"seed3{t}", ranked_by_validation(*first)[:5])
         print("five best by validation BLEU:", ", ".join(top5), flush=True)
         for decoder, names in sorted(by_decoder(top5).items()):
             train(f"compare_converged_seed3_{decoder}{t}", "seed=3", f"decoder={decoder}",
                   f"attention={','.join(names)}")
     if "base" in stages:
+        complete(first[0], 2 * len(MECHANISMS.split(",")))
         best = [v for v in ranked_by_validation(*first) if "/" not in v]
-        names = best[:3] + ([] if "bahdanau" in best[:3] else ["bahdanau"])
+        names = selection(f"base{t}", best[:3] + ([] if "bahdanau" in best[:3] else ["bahdanau"]))
         print("base size:", ", ".join(names), flush=True)
+        # model=base takes 3-4 hours a run here: the step budget ends it, not the time cap
         train(f"compare_converged_base{t}", f"seed={a.base_seeds}", "model=base",
-              f"attention={','.join(names)}")
+              "train.max_minutes=600", f"attention={','.join(names)}")
     if "table" in stages:
         runs = [str(r) for r in finished_runs(*first, f"compare_converged_seed3_luong{t}",
                                               f"compare_converged_seed3_bahdanau{t}")]
+        threads = [o for o in EXTRA if o.startswith("threads=")]
         for name, found in (("small", runs), ("base", [str(r) for r in finished_runs(
                 f"compare_converged_base{t}")])):
             out = ROOT / "benchmarks" / "results" / "compare_converged" / f"{name}{t}"
             if found:
-                subprocess.run(["nmt-compare", f"runs=[{','.join(found)}]", f"output_dir={out}"],
-                               check=True, cwd=ROOT)
+                subprocess.run(["nmt-compare", f"runs=[{','.join(found)}]", f"output_dir={out}",
+                                *threads], check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":

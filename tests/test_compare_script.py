@@ -30,7 +30,9 @@ def fake_sweeps(monkeypatch, code: int = 0, on_start=lambda cmd: None) -> list:
             calls.append(cmd)
             on_start(cmd)
 
-        def wait(self) -> int:
+        pid = -1
+
+        def wait(self, timeout: float | None = None) -> int:
             return code
 
     monkeypatch.setattr(script.subprocess, "Popen", Sweep)
@@ -158,3 +160,52 @@ def test_status_lists_finished_and_running_runs_of_each_sweep(tmp_path, monkeypa
         "  3_location_luong_seed1: started, not yet validated",
         "  10_gmm_luong_seed1: early_stopping at step 750, best val 31.50 at 500, 10.0 min  "
         "test_2016_flickr 33.25/58.50"]
+
+
+def finished_stage(sweep: Path, names: list[str], valid: dict[str, float]) -> None:
+    for job, (seed, name) in enumerate((s, n) for s in (1, 2) for n in names):
+        fake_run(sweep, f"{job}_{name}_luong_seed{seed}", name, "luong", valid[name], 0.0, name)
+
+
+def test_a_selection_waits_for_whole_stages_and_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    monkeypatch.setattr(script, "MECHANISMS", "bahdanau,location,location_smooth")
+    monkeypatch.setattr(script, "EXTRA", [])
+    calls = fake_sweeps(monkeypatch)
+    finished_stage(tmp_path / "compare_converged", ["bahdanau", "location", "location_smooth"],
+                   {"bahdanau": 34.0, "location": 33.0, "location_smooth": 35.0})
+    for seed in (1, 2):   # the Bahdanau decoder's stage
+        fake_run(tmp_path / "compare_converged_bdec", f"{2 * seed - 2}_bahdanau_bahdanau_seed"
+                 f"{seed}", "bahdanau", "bahdanau", 21.0, 0.0, "bahdanau")
+        fake_run(tmp_path / "compare_converged_bdec", f"{2 * seed - 1}_luong_general_bahdanau_"
+                 f"seed{seed}", "luong_general", "bahdanau", 20.0, 0.0, "luong_general")
+    stopped = tmp_path / "compare_converged" / "4_location_luong_seed2" / "summary.json"
+    summary = stopped.read_text()
+    stopped.unlink()
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "seed3"])
+    with pytest.raises(SystemExit, match=r"5 of 6 runs finished \(4_location_luong_seed2 not\)"):
+        script.main()   # a stopped run must not let the plan choose from half a stage
+    assert not (script.KEPT / "selection.json").exists()
+
+    stopped.write_text(summary)
+    calls.clear()
+    script.main()
+    chosen = json.loads((script.KEPT / "selection.json").read_text())["seed3"]
+    assert chosen == ["location_smooth", "bahdanau", "location", "bahdanau/bahdanau-dec",
+                      "luong_general/bahdanau-dec"]
+    luong = [c for c in calls if "decoder=luong" in c]
+    assert "attention=location_smooth,bahdanau,location" in luong[0]
+    # a run that finishes later and ranks otherwise does not change what the stage trains
+    fake_run(tmp_path / "compare_converged", "9_location_luong_seed3", "location", "luong",
+             99.0, 0.0, "location")
+    calls.clear()
+    script.main()
+    luong = [c for c in calls if "decoder=luong" in c]
+    assert "attention=location_smooth,bahdanau,location" in luong[0]
+
+
+def test_the_plan_keys_cannot_be_overridden(tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "seed=5"])
+    with pytest.raises(SystemExit):
+        script.main()
