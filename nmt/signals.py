@@ -16,6 +16,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# Runs this process stopped on a signal. Kept here and read as `signals.STOPPED_RUNS`: a
+# joblib worker runs job after job, and gets the job function pickled by value (with copies
+# of the globals it names) when nmt-train runs as `python -m`; modules travel by reference.
+STOPPED_RUNS: list[str] = []
+
 
 class StopSignals:
     """A context manager: while inside, `requested` tells whether a stop signal came."""

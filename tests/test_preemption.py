@@ -29,11 +29,11 @@ def corpus(multi30k, tmp_path_factory):
     return small_corpus(multi30k, tmp_path_factory.mktemp("c") / "corpus")
 
 
-def sweep_cmd(corpus, tmp_path, *extra):
+def sweep_cmd(corpus, tmp_path, *extra, seeds="1,2"):
     return [sys.executable, "-m", "nmt.cli.train", "-m", "model=small", f"data.root={corpus}",
             "data.download=false", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=400",
             "data.test=[]", "train.valid_every=2", "train.batch_tokens=500",
-            "train.heatmap_sentences=0", "threads=1", "seed=1,2",
+            "train.heatmap_sentences=0", "threads=1", f"seed={seeds}",
             f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra]
 
 
@@ -60,6 +60,52 @@ def test_sigterm_saves_stops_the_sweep_and_the_same_command_resumes(corpus, tmp_
         assert done["progress"]["finished"] == "max_steps"
     resumed = json.loads((first / "summary.json").read_text())["progress"]
     assert resumed["step"] == max(8, last["step"])   # a budget already spent: no more steps
+
+
+def holder_of(path: Path) -> int | None:
+    """The process that has `path` open (a joblib worker writing its run's train.log)."""
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if fd.resolve() == path:
+                return int(fd.parts[2])
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the workers in /proc")
+def test_stopped_joblib_workers_save_start_no_other_job_and_fail_the_sweep(corpus, tmp_path):
+    # A joblib worker runs job after job: after SIGTERM it must not go on with the next one.
+    cmd = sweep_cmd(corpus, tmp_path, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
+                    seeds="1,2,3")
+    proc = subprocess.Popen([*cmd, "train.max_steps=400"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = [tmp_path / "sweep" / f"{i}_bahdanau_luong_seed{i + 1}" for i in range(3)]
+    deadline, workers = time.time() + 300, {}
+    while time.time() < deadline and len(workers) < 2:
+        for run in runs[:2]:
+            if run not in workers and (run / "metrics.jsonl").is_file():
+                pid = holder_of((run / "train.log").resolve())
+                if pid and pid != proc.pid:
+                    workers[run] = pid
+        time.sleep(0.05)
+    assert len(workers) == 2
+    for pid in workers.values():   # the workers alone, not the sweep's main process
+        subprocess.run(["kill", "-TERM", str(pid)], check=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0, err[-2000:]   # not done
+    assert "stopped, last.pt saved" in err and "Traceback" not in err
+    for run in runs[:2]:
+        last = checkpoint.load(run / "checkpoints" / "last.pt")["progress"]
+        assert last["finished"] == "interrupted"
+    assert not (runs[2] / "checkpoints").exists()   # the third job trained nothing
+
+    res = subprocess.run([*cmd, "train.max_steps=8"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for run in runs:
+        done = json.loads((run / "summary.json").read_text())["progress"]
+        assert done["finished"] == "max_steps"
 
 
 class Killed(Exception):

@@ -17,9 +17,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from nmt import checkpoint
+from nmt import checkpoint, signals  # signals.STOPPED_RUNS: see there
 from nmt.cli.common import (
     EARLIER_HYDRA_FILES,
+    JobFailed,
     register_schemas,
     restore_hydra_files,
     to_object,
@@ -132,6 +133,9 @@ def train_main(cfg: DictConfig) -> float:
 
 
 def train_with(conf: TrainConfig, dist: Dist) -> float:
+    if signals.STOPPED_RUNS and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise JobFailed(f"not started: this process stopped {signals.STOPPED_RUNS[0]} on a stop "
+                        "signal; the same command resumes the sweep")
     extend = True
     if conf.resume:
         run_dir = Path(conf.resume)
@@ -181,10 +185,13 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
                 log.info("stopped before the test sets; the same command decodes them")
             sys.exit(STOPPED)
         if hydra_cfg.launcher._target_.endswith("BasicLauncher"):
-            # Ctrl-C or SIGTERM stops the whole sweep, not only this run (the other launchers
-            # run each job in a process of its own, which the signal ends).
+            # Ctrl-C or SIGTERM stops the whole sweep, not only this run.
             log.info("sweep stopped; the same command resumes it")
             sys.exit(STOPPED)
+        # Other launchers: a joblib worker runs job after job, so it must start no more of
+        # them, and this one must count as not done (the sweep then ends with an error).
+        signals.STOPPED_RUNS.append(str(run_dir))
+        raise JobFailed(f"{run_dir}: stopped, last.pt saved; the same command resumes the sweep")
     return summary["progress"]["best_bleu"]
 
 
