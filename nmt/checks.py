@@ -78,6 +78,11 @@ def check_config(conf: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_config(value, key + ".")
             continue
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{key}={value!r}: must be a whole number")   # e.g. from the API
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"{key}={value!r}: must be a number")
         rule = rules.get(f.name)
         if rule is None or value is None:
             continue

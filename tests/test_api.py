@@ -112,3 +112,12 @@ def test_the_library_never_imports_the_command_line_layer():
 
 def test_config_imports_nothing_of_the_package():
     assert not any(m.startswith("nmt") for m in imports(REPO / "nmt" / "config.py"))
+
+
+def test_search_options_of_the_wrong_type_are_named(trained):
+    t = nmt.load(trained[1][0])
+    for kw, message in (({"beam_size": 2.5}, "beam_size=2.5: must be a whole number"),
+                        ({"beam_size": "5"}, "beam_size='5': must be a whole number"),
+                        ({"alpha": "0.6"}, "alpha='0.6': must be a number")):
+        with pytest.raises(ValueError, match=message):
+            t.translate(["a dog"], **kw)
