@@ -78,6 +78,8 @@ def test_nmt_average_takes_a_runs_newest_step_checkpoints(tmp_path):
                           "last=3", f"output={out}"], capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr
+    assert "averaged 3 checkpoints" in res.stderr
+    assert not (tmp_path / "average.log").exists()   # no log file left where it ran
     avg = checkpoint.load(out)
     for k in weights[200]:
         torch.testing.assert_close(avg["model"][k], sum(weights[s][k] for s in (600, 800, 1000))
