@@ -58,8 +58,12 @@ def sentence_entries(sources: Sequence[str], references: Sequence[str] | None,
             if references is not None:
                 item["bleu"] = sentence_bleu(r.text, references[i])
             if r.alignment is not None:
-                m = quantize(r.alignment)
+                # gmm's weights may pass 1: stored divided by the largest, which "k" keeps
+                top = float(r.alignment.max()) if r.alignment.numel() else 0.0
+                m = quantize(r.alignment / top if top > 1.0 else r.alignment)
                 item["a"] = [len(matrices), int(m.shape[0]), int(m.shape[1])]
+                if top > 1.0:
+                    item["k"] = top
                 item["t"] = r.tgt_pieces
                 if r.src_pieces != first:
                     item["s"] = r.src_pieces

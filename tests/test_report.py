@@ -105,6 +105,21 @@ def test_the_report_holds_sentences_bleu_and_8_bit_alignments(tmp_path):
     assert "<script src" not in page and "<link" not in page
 
 
+def test_gmm_weights_above_one_keep_their_size(tmp_path):
+    out = outputs()
+    r = out["bahdanau"][0]
+    big = r.alignment * 2.5   # gmm's unnormalised Gaussians can pass 1
+    out["bahdanau"][0] = Translation(r.text, r.nbest, r.src_pieces, r.tgt_pieces, big)
+    write_report(tmp_path / "r.html", SOURCES, out, REFS)
+    meta, matrices = read_report(tmp_path / "r.html")
+    item = meta["sentences"][0]["out"][0]
+    offset, rows, cols = item["a"]
+    stored = np.frombuffer(matrices[offset:offset + rows * cols], np.uint8).reshape(rows, cols)
+    back = stored / 255 * item["k"]
+    assert np.abs(back - big.numpy()).max() <= item["k"] * 0.5 / 255 + 1e-6
+    assert "k" not in meta["sentences"][1]["out"][0]   # weights up to 1: stored as they are
+
+
 def test_the_sentence_limit(tmp_path):
     write_report(tmp_path / "r.html", SOURCES * 4, outputs(4), REFS * 4, limit=7)
     meta, _ = read_report(tmp_path / "r.html")
