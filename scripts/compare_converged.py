@@ -34,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from nmt.compare import DONE
 from nmt.metrics_log import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,11 +174,15 @@ def variant(run: Path) -> str:
 
 
 def ranked_by_validation(*sweeps: str) -> list[str]:
-    """Variants by their mean best validation BLEU over seeds, best first."""
+    """Variants by their mean best validation BLEU over seeds, best first; a run that ended
+    otherwise than by its budget or early stopping (diverged) is left out, as nmt-compare
+    counts it failed."""
     scores: dict[str, list[float]] = {}
     for run in finished_runs(*sweeps):
-        best = json.loads((run / "summary.json").read_text())["progress"]["best_bleu"]
-        scores.setdefault(variant(run), []).append(best)
+        progress = json.loads((run / "summary.json").read_text())["progress"]
+        if progress.get("finished", "early_stopping") not in DONE:
+            continue
+        scores.setdefault(variant(run), []).append(progress["best_bleu"])
     return sorted(scores, key=lambda v: -statistics.mean(scores[v]))
 
 

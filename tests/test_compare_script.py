@@ -62,6 +62,9 @@ def test_ranking_reads_mean_validation_bleu_and_names_the_decoder(tmp_path, monk
     # attention=location_smooth is the mechanism named location with smoothing: its own variant
     fake_run(a, "4_location_luong_seed1", "location", "luong", 35.0, 30.0, "location_smooth")
     (a / "3_gmm_luong_seed1").mkdir()   # unfinished: no summary.json, not ranked
+    fake_run(a, "5_gmm_luong_seed2", "gmm", "luong", 99.0, 0.0)   # diverged: not ranked
+    (a / "5_gmm_luong_seed2" / "summary.json").write_text(json.dumps(
+        {"progress": {"best_bleu": 99.0, "finished": "non_finite_loss"}}))
     ranked = script.ranked_by_validation("a", "b")
     assert ranked == ["location_smooth", "bahdanau/bahdanau-dec", "bahdanau", "location"]
     assert script.by_decoder(ranked) == {"bahdanau": ["bahdanau"],
