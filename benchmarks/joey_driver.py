@@ -1,7 +1,7 @@
 """Runs Joey NMT 2.3.0's own training loop and search inside Joey's virtual environment, for
 benchmarks/speed.py. It is not part of the package and imports nothing from it.
 
-    python joey_driver.py train CONFIG --warmup 10 --steps 60
+    python joey_driver.py train CONFIG --warmup 10 --steps 60 [--bucket]
     python joey_driver.py decode CONFIG --weights ported.pt --beam 5
 
 Each prints one JSON line (prefixed by RESULT) with its figures and the peak resident memory.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import resource
 import time
 from pathlib import Path
@@ -30,8 +31,45 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train(cfg_path: Path, warmup: int, steps: int) -> dict:
-    """Joey's own entry point (joeynmt.training.train), its log hook recording each interval."""
+def bucket_batches() -> None:
+    """Joey's TokenBatchSampler, but cutting its batches from length-sorted pools as ours does
+    (sentences of one pool of about 100 batches sorted by target then source length, the
+    batches then shuffled); Joey's own packing rule is kept. For a like-for-like speed figure:
+    Joey 2.3 itself does not bucket."""
+    from joeynmt.datasets import TokenBatchSampler
+
+    def batches(self):
+        d = self.sampler.data_source
+        items = []
+        for idx in self.sampler:   # Joey's random order
+            _, src, trg = d[idx]
+            if src is not None:
+                t = 0 if trg is None else len(trg)
+                items.append((idx, 0 if not src else max(len(src) + 1, t + 1), t, len(src)))
+        mean = max(1, sum(t for _, _, t, _ in items) // max(1, len(items)))
+        pool = max(1, 100 * self.batch_size // mean)
+        out = []
+        for start in range(0, len(items), pool):
+            batch, longest = [], 0
+            for idx, n, _, _ in sorted(items[start:start + pool], key=lambda x: (x[2], x[3])):
+                batch.append(idx)
+                longest = max(longest, n)
+                if longest * len(batch) >= self.batch_size:
+                    out.append(batch)
+                    batch, longest = [], 0
+            if batch:
+                out.append(batch)
+        random.Random(len(items)).shuffle(out)
+        yield from out
+
+    TokenBatchSampler.__iter__ = batches
+
+
+def train(cfg_path: Path, warmup: int, steps: int, bucket: bool = False) -> dict:
+    """Joey's own entry point (joeynmt.training.train), its log hook recording each interval;
+    with `bucket`, its batches cut from length-sorted pools (bucket_batches)."""
+    if bucket:
+        bucket_batches()
     cfg = load_config(cfg_path)
     cfg["training"]["updates"] = warmup + steps
     cfg["training"]["logging_freq"] = 1
@@ -124,10 +162,12 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bucket", action="store_true",
+                    help="train: batches from length-sorted pools, as ours (not Joey's own)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.what == "train":
-        result = train(a.config, a.warmup, a.steps)
+        result = train(a.config, a.warmup, a.steps, a.bucket)
     else:
         result = decode(a.config, a.weights, a.beam, a.batch_size)
     print("RESULT " + json.dumps(result), flush=True)

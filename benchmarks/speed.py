@@ -333,6 +333,9 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=2000)
     ap.add_argument("--decode-model-minutes", type=float, default=6)   # as published
     ap.add_argument("--no-joey", action="store_true")
+    ap.add_argument("--joey-bucketed", action="store_true",
+                    help="also train Joey with batches cut from length-sorted pools, as ours "
+                         "(like for like; Joey 2.3 does not bucket)")
     ap.add_argument("--ddp", type=int, default=2,
                     help="also train with this many one-thread processes (torchrun); 0: skip")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
@@ -362,11 +365,14 @@ def main() -> None:
         for r in range(a.rounds):
             for t in threads:
                 systems = ["ours", "joey"] if joey else ["ours"]
+                if joey and a.joey_bucketed:
+                    systems.append("joey-bucketed")
                 for system in systems if r % 2 == 0 else systems[::-1]:
-                    if system == "joey":
+                    if system.startswith("joey"):
                         res = run_json([str(joey), str(ROOT / "benchmarks" / "joey_driver.py"),
                                         "train", str(joey_cfg), "--warmup", str(a.warmup),
-                                        "--steps", str(a.steps), "--threads", str(t)])
+                                        "--steps", str(a.steps), "--threads", str(t),
+                                        *(["--bucket"] if system == "joey-bucketed" else [])])
                     else:
                         res = run_json(self_cmd("_train", "bahdanau", t, a.warmup, a.steps,
                                                 a.batch_tokens))
@@ -374,8 +380,9 @@ def main() -> None:
                            **res}
                     result["train"].append(row)
                     print(f"train {system:5s} bahdanau threads={t} round {r}: "
-                          f"{res['tokens_per_s']:.0f} tok/s, peak RSS "
-                          f"{res['peak_rss_mb']:.0f} MB", flush=True)
+                          f"{res['tokens_per_s']:.0f} tok/s "
+                          f"({res['tokens'] / res['steps']:.0f} target tokens a step), peak "
+                          f"RSS {res['peak_rss_mb']:.0f} MB", flush=True)
             if a.ddp > 1:
                 # Data-parallel ranks of one thread each; the global batch is the same size.
                 res = run_json([sys.executable, "-m", "torch.distributed.run",
