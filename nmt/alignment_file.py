@@ -31,6 +31,14 @@ def quantize(alignment: object) -> np.ndarray:
     return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
 
 
+def quantize_scaled(alignment: torch.Tensor) -> tuple[np.ndarray, float | None]:
+    """quantize(), and for a matrix whose largest weight passes 1 (gmm: a mixture of
+    unnormalised Gaussians) the bytes of it divided by that weight, which is returned to be
+    kept beside them (None otherwise)."""
+    top = float(alignment.max()) if alignment.numel() else 0.0
+    return (quantize(alignment / top), top) if top > 1.0 else (quantize(alignment), None)
+
+
 def packed(data: bytes) -> str:
     return base64.b64encode(zlib.compress(data, 9)).decode("ascii")
 
@@ -48,14 +56,11 @@ def write_alignments(path: str | os.PathLike, translations: Sequence[Translation
     for t in translations:
         item: dict = {"text": t.text, "score": t.score}
         if t.alignment is not None:
-            # Weights of one step sum to 1 except gmm's (a mixture of unnormalised Gaussians),
-            # which may pass 1: those matrices are stored divided by their largest weight.
-            top = float(t.alignment.max()) if t.alignment.numel() else 0.0
-            m = quantize(t.alignment / top if top > 1.0 else t.alignment)
+            m, scale = quantize_scaled(t.alignment)
             item.update(src=t.src_pieces, tgt=t.tgt_pieces,
                         a=[len(matrices), int(m.shape[0]), int(m.shape[1])])
-            if top > 1.0:
-                item["scale"] = top
+            if scale is not None:
+                item["scale"] = scale
             matrices.extend(m.tobytes())
         sentences.append(item)
     text = json.dumps(sentences, ensure_ascii=False).encode("utf-8")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU
 
-from nmt.alignment_file import packed, quantize  # the page divides weights by 255
+from nmt.alignment_file import packed, quantize_scaled  # the page divides weights by 255
 from nmt.analysis import LENGTH_BUCKETS, bleu_by_length, bucket_label, bucket_of
 from nmt.compare import Run, table_cells, test_files
 from nmt.config import SearchOptions
@@ -58,12 +58,10 @@ def sentence_entries(sources: Sequence[str], references: Sequence[str] | None,
             if references is not None:
                 item["bleu"] = sentence_bleu(r.text, references[i])
             if r.alignment is not None:
-                # gmm's weights may pass 1: stored divided by the largest, which "k" keeps
-                top = float(r.alignment.max()) if r.alignment.numel() else 0.0
-                m = quantize(r.alignment / top if top > 1.0 else r.alignment)
+                m, scale = quantize_scaled(r.alignment)   # "k": gmm's largest weight over 1
                 item["a"] = [len(matrices), int(m.shape[0]), int(m.shape[1])]
-                if top > 1.0:
-                    item["k"] = top
+                if scale is not None:
+                    item["k"] = scale
                 item["t"] = r.tgt_pieces
                 if r.src_pieces != first:
                     item["s"] = r.src_pieces

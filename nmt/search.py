@@ -160,13 +160,12 @@ def beam_search(model: Decodable, src: Tensor, src_len: Tensor, beam_size: int =
             step_align = alignment_record(model, attn, state)
         # Finish EOS candidates ranked within the first k: their sentence, row, history and
         # score reach the host in two transfers per step (not a few per hypothesis).
-        ended = is_eos[:, :k] & torch.isfinite(top_s[:, :k])
-        fin_rows = src_row[:, :k][ended]
-        fin_scores = top_s[:, :k][ended].tolist()
-        if fin_scores:
-            fin = torch.cat([ended.nonzero()[:, :1], fin_rows.unsqueeze(1),
-                             hist.index_select(0, fin_rows)], dim=1).tolist()
-        for (i, row, *ys), score in zip(fin if fin_scores else [], fin_scores, strict=True):
+        pos = (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero()   # [F, 2]: i, j
+        fin_rows = src_row[pos[:, 0], pos[:, 1]]
+        fin = torch.cat([pos[:, :1], fin_rows.unsqueeze(1), hist.index_select(0, fin_rows)],
+                        dim=1).tolist()
+        fin_scores = top_s[pos[:, 0], pos[:, 1]].tolist()
+        for (i, row, *ys), score in zip(fin, fin_scores, strict=True):
             b = sents[i]
             align = None
             if alignments:  # EOS can come first, before any history
