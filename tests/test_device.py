@@ -21,7 +21,7 @@ def faults_of_one_step():
     x.fill_(1.0)                  # touch every page
     del x
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-for _ in range(10):   # the heap settles after a few steps
+for _ in range(30):   # the heap settles after a few steps (10 were once too few in CI)
     faults_of_one_step()
 print(json.dumps({"kept": kept, "faults": [faults_of_one_step() for _ in range(5)]}))
 """
@@ -39,10 +39,8 @@ def probe(**env: str) -> dict:
 def test_a_freed_large_block_is_reused_without_page_faults():
     res = probe()
     assert res["kept"]
-    # 48 MB is about 11,700 pages of 4 KiB; reusing the kept block faults (almost) none. The
-    # median step: once in a while the heap moves and one step faults its pages in (seen once
-    # in a CI run: [11719, 0, 0]).
-    assert sorted(res["faults"])[2] < 500, res
+    # 48 MB is about 11,700 pages of 4 KiB; reusing the kept block faults (almost) none.
+    assert max(res["faults"]) < 500, res
 
 
 @pytest.mark.skipif(not glibc, reason="the setting is glibc's")
