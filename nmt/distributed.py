@@ -117,8 +117,13 @@ class Dist:
             result = fn()
         return result
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """Leave the group. After a finished run every rank waits for the others first: a rank
+        that tears its connections down while a peer still uses them can abort the peer at
+        exit. After an error there is no waiting (the other ranks may never arrive)."""
         if self.enabled and tdist.is_initialized():
+            if finished:
+                tdist.barrier(group=self.objects)
             tdist.destroy_process_group()
 
 

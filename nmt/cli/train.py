@@ -127,9 +127,12 @@ def train_main(cfg: DictConfig) -> float:
     conf = to_object(cfg, TrainConfig)
     dist = init_from_env(setup_device(conf.device, conf.threads))
     try:
-        return train_with(conf, dist)
-    finally:
-        dist.close()
+        result = train_with(conf, dist)
+    except BaseException:
+        dist.close(finished=False)
+        raise
+    dist.close()
+    return result
 
 
 def train_with(conf: TrainConfig, dist: Dist) -> float:
