@@ -22,6 +22,7 @@ from nmt.checks import check_config
 from nmt.data.tokenizer import Tokenizer
 from nmt.ensemble import Ensemble
 from nmt.model.seq2seq import Seq2Seq, build_model
+from nmt.precision import check_precision
 from nmt.translate import SearchOptions, Translation, translate
 
 PathLike = str | os.PathLike
@@ -48,9 +49,10 @@ class Translator:
     """A loaded model (or ensemble) with its tokenizer; `translate` gives one result per line."""
 
     def __init__(self, model: Seq2Seq | Ensemble, tokenizer: Tokenizer, configs: list[dict],
-                 device: torch.device, paths: list[str]):
+                 device: torch.device, paths: list[str], precision: str = "fp32"):
+        check_precision(precision, device)
         self.model, self.tokenizer, self.device = model, tokenizer, device
-        self.configs, self.paths = configs, paths
+        self.configs, self.paths, self.precision = configs, paths, precision
 
     @property
     def config(self) -> dict:
@@ -84,7 +86,7 @@ class Translator:
             opts = replace(opts, max_src_len=self.max_src_len)
         return translate(self.model, self.tokenizer, list(lines), opts, self.device,
                          alignments=alignments, progress=progress, first_line=first_line,
-                         source=source)
+                         source=source, precision=self.precision)
 
     @property
     def max_src_len(self) -> int:
@@ -98,10 +100,11 @@ def direction(cfg: dict) -> str:
     return f"{data.get('src_lang')}->{data.get('tgt_lang')}"
 
 
-def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str = "cpu"
-         ) -> Translator:
+def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str = "cpu",
+         precision: str = "fp32") -> Translator:
     """A Translator for one checkpoint, or for several (an ensemble: each step averages the
-    models' log-probabilities). Ensemble members must share one vocabulary."""
+    models' log-probabilities). Ensemble members must share one vocabulary. `precision`:
+    fp32, or bf16 mixed precision (faster on hardware with bfloat16 arithmetic)."""
     paths = ([checkpoints] if isinstance(checkpoints, str | os.PathLike) else
              list(checkpoints) if isinstance(checkpoints, Sequence) else [None])
     if not paths:
@@ -109,6 +112,7 @@ def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str 
     if not all(isinstance(p, str | os.PathLike) for p in paths):
         raise ValueError(f"checkpoint={checkpoints!r}: give a path or a list of paths")
     device = torch.device(device)
+    check_precision(precision, device)
     models, configs, tok = [], [], None
     for path in paths:
         model, this_tok, cfg = load_model(path, device)
@@ -124,4 +128,4 @@ def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str 
         models.append(model)
         configs.append(cfg)
     model = models[0] if len(models) == 1 else Ensemble(models).eval()
-    return Translator(model, tok, configs, device, [str(Path(p)) for p in paths])
+    return Translator(model, tok, configs, device, [str(Path(p)) for p in paths], precision)

@@ -10,11 +10,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from nmt.precision import PRECISIONS
+
 Rule = tuple[Callable[[Any], bool], str]
 
 POSITIVE: Rule = (lambda v: v > 0, "must be positive")
 NON_NEGATIVE: Rule = (lambda v: v >= 0, "must be 0 or more")
 FRACTION: Rule = (lambda v: 0 <= v < 1, "must be at least 0 and below 1")
+PRECISION: Rule = (lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}")
 
 # Dataclass name -> field -> rule.
 RULES: dict[str, dict[str, Rule]] = {
@@ -58,11 +61,12 @@ RULES: dict[str, dict[str, Rule]] = {
         "test_alignments": NON_NEGATIVE,
         "save_every_minutes": NON_NEGATIVE,
     },
-    "TrainConfig": {"threads": NON_NEGATIVE},
+    "TrainConfig": {"threads": NON_NEGATIVE, "precision": PRECISION},
     "PreprocessConfig": {"threads": NON_NEGATIVE},
-    "TranslateConfig": {"threads": NON_NEGATIVE, "max_heatmaps": NON_NEGATIVE,
-                        "chunk_lines": POSITIVE, "report_sentences": NON_NEGATIVE},
-    "CompareConfig": {"threads": NON_NEGATIVE, "samples": POSITIVE,
+    "TranslateConfig": {"threads": NON_NEGATIVE, "precision": PRECISION,
+                        "max_heatmaps": NON_NEGATIVE, "chunk_lines": POSITIVE,
+                        "report_sentences": NON_NEGATIVE},
+    "CompareConfig": {"threads": NON_NEGATIVE, "precision": PRECISION, "samples": POSITIVE,
                       "alignment_sentences": NON_NEGATIVE, "report_sentences": NON_NEGATIVE},
     "AverageConfig": {"last": POSITIVE},
 }

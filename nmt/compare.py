@@ -115,7 +115,7 @@ def test_files(cfg: dict, name: str) -> tuple[Path, Path]:
 
 
 def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torch.device,
-               align: int = 0) -> None:
+               align: int = 0, precision: str = "fp32") -> None:
     """Fill run.hyps: reuse the run's own test outputs when they used the same search. With
     align > 0, also fill run.aligned: the first `align` sentences of test_sets[0] with their
     alignments, from those training kept (same search) or else from best.pt (part of the same
@@ -138,7 +138,7 @@ def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torc
             if len(kept) >= min(align, len(run.hyps[name])) or not want:   # kept is enough
                 run.aligned = kept[:align]
             else:
-                translator = translator or load(best, device)
+                translator = translator or load(best, device, precision)
                 src = read_lines(test_files(run.config, name)[0])[:want]
                 run.aligned = translator.translate_with(src, opts, alignments=True)
             continue
@@ -147,7 +147,7 @@ def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torc
                 raise FileNotFoundError(
                     f"{best}: missing, and the run's own {name} outputs were made with another "
                     "search; compare with the run's settings (search.beam_size, search.alpha)")
-            translator = load(best, device)
+            translator = load(best, device, precision)
         src = read_lines(test_files(run.config, name)[0])
         start = time.time()
         # Only the report's sentences pay for recording alignments.

@@ -129,6 +129,8 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"                 # auto|cpu|cuda|cuda:N
     threads: int = 0                     # torch CPU threads (0: torch's default)
+    precision: str = "fp32"              # fp32|bf16 (mixed: bfloat16 products, fp32 weights,
+    #                                      recurrences and loss; see nmt/precision.py)
     resume: str | None = None         # a run folder to continue from its last checkpoint
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -160,6 +162,8 @@ class TranslateConfig:
     #                                   on stdin: each line as it is typed)
     device: str = "auto"
     threads: int = 0
+    precision: str = "fp32"           # fp32|bf16: bf16 decodes faster on hardware with
+    #                                   bfloat16 arithmetic (scores differ in the last digits)
     search: SearchOptions = field(default_factory=SearchOptions)
 
 
@@ -175,6 +179,8 @@ class CompareConfig:
     output_dir: str | None = None        # default: the Hydra run folder
     device: str = "auto"
     threads: int = 0
+    precision: str = "fp32"           # fp32|bf16: bf16 decodes faster on hardware with
+    #                                   bfloat16 arithmetic (scores differ in the last digits)
     search: SearchOptions = field(default_factory=SearchOptions)
 
 

@@ -10,6 +10,7 @@ import torch
 from sacrebleu.metrics import BLEU, CHRF
 
 from nmt.data.dataset import Encoded, make_batch, token_batches
+from nmt.precision import autocast
 
 
 @dataclass
@@ -87,11 +88,11 @@ def paired_randomization(name: str, stats_a: np.ndarray, stats_b: np.ndarray,
 
 
 def validation_loss(model: torch.nn.Module, data: Encoded, batch_tokens: int,
-                    device: torch.device) -> float:
+                    device: torch.device, precision: str = "fp32") -> float:
     """Mean per-token negative log-likelihood of `data` (the model's `loss`, no smoothing)."""
     model.eval()
     total, tokens = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), autocast(precision, device):
         for idx in token_batches(data, batch_tokens, 0, 0, shuffle=False):
             b = make_batch(data, idx).to(device)
             _, nll = model.loss(b.src, b.src_len, b.tgt_in, b.tgt_out)

@@ -31,6 +31,7 @@ from nmt.evaluate import score, validation_loss
 from nmt.metrics_log import metrics_row
 from nmt.model.seq2seq import build_model
 from nmt.plots import heatmap
+from nmt.precision import autocast, check_precision
 from nmt.signals import StopSignals
 from nmt.translate import SearchOptions, translate
 
@@ -91,6 +92,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.dist = dist or Dist()
         self.device = self.dist.local_device(setup_device(cfg.device, cfg.threads))
+        check_precision(cfg.precision, self.device)
         check_model(cfg)   # a mistyped mechanism option fails now, not after the data is ready
         self.board = Board(self.run_dir / "tensorboard" if cfg.train.tensorboard
                            and self.dist.is_main else None)
@@ -114,8 +116,9 @@ class Trainer:
         self.progress = Progress()
         self.signals = StopSignals()
         n_params = sum(p.numel() for p in self.model.parameters())
-        log.info("model: %s attention, %s decoder, %.2fM parameters, device %s",
-                 cfg.attention.name, cfg.decoder.name, n_params / 1e6, self.device)
+        log.info("model: %s attention, %s decoder, %.2fM parameters, device %s%s",
+                 cfg.attention.name, cfg.decoder.name, n_params / 1e6, self.device,
+                 "" if cfg.precision == "fp32" else f", {cfg.precision} mixed precision")
 
     # ---- checkpoints -------------------------------------------------------------------
     def checkpoint_dict(self, with_training_state: bool) -> dict:
@@ -203,9 +206,10 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         start = time.time()
         val_loss = validation_loss(self.model, self.data.valid_enc, cfg.train.batch_tokens,
-                                   self.device)
+                                   self.device, cfg.precision)
         opts = SearchOptions(beam_size=cfg.train.valid_beam)
-        hyps = translate(self.model, self.data.tokenizer, self.data.valid.src, opts, self.device)
+        hyps = translate(self.model, self.data.tokenizer, self.data.valid.src, opts, self.device,
+                         precision=cfg.precision)
         scores = score([h.text for h in hyps], self.data.valid.tgt)
         self.write_heatmaps()
         improved = scores.bleu > p.best_bleu
@@ -257,7 +261,8 @@ class Trainer:
             return
         out_dir = self.run_dir / "heatmaps" / f"step{self.progress.step}"
         hyps = translate(self.model, self.data.tokenizer, self.data.valid.src[:n],
-                         SearchOptions(beam_size=1), self.device, alignments=True)
+                         SearchOptions(beam_size=1), self.device, alignments=True,
+                         precision=self.cfg.precision)
         for i, h in enumerate(hyps):
             if h.alignment is not None:
                 heatmap(h.alignment, h.src_pieces, h.tgt_pieces, out_dir / f"{i}.png",
@@ -271,8 +276,9 @@ class Trainer:
         Distributed, `idx` is this rank's share and both numbers are of the global batch."""
         b = make_batch(self.data.train, idx).to(self.device)
         self.model.train()
-        loss, _ = self.step_model(b.src, b.src_len, b.tgt_in, b.tgt_out,
-                                  self.cfg.train.label_smoothing)
+        with autocast(self.cfg.precision, self.device):   # the backward pass follows its casts
+            loss, _ = self.step_model(b.src, b.src_len, b.tgt_in, b.tgt_out,
+                                      self.cfg.train.label_smoothing)
         total, n_tokens = self.dist.sum_step(loss, b.n_tokens)
         if not math.isfinite(total):  # on any rank: all skip
             self.opt.zero_grad(set_to_none=True)
@@ -421,7 +427,7 @@ class Trainer:
             head = cfg.train.test_alignments if k == 0 else 0
             start = time.time()
             hyps = translate(self.model, self.data.tokenizer, split.src, opts, self.device,
-                             alignments=head > 0)
+                             alignments=head > 0, precision=cfg.precision)
             seconds = time.time() - start
             if head:
                 write_alignments(out_dir / "alignments.json", hyps[:head], name,
@@ -433,6 +439,7 @@ class Trainer:
             s = score([h.text for h in hyps], split.tgt)
             results[name] = {"bleu": s.bleu, "chrf": s.chrf, "bleu_signature": s.bleu_signature,
                              "beam": opts.beam_size, "alpha": opts.alpha,
+                             "precision": cfg.precision,
                              "sentences_per_s": len(hyps) / max(seconds, 1e-9)}
             log.info("%s (beam %d): BLEU %.2f chrF %.2f", name, opts.beam_size, s.bleu, s.chrf)
         (self.run_dir / "test" / "scores.json").write_text(json.dumps(results, indent=1))

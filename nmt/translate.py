@@ -14,6 +14,7 @@ from nmt.data.dataset import pad_sources
 from nmt.data.tokenizer import Tokenizer
 from nmt.ensemble import Ensemble
 from nmt.model.seq2seq import Seq2Seq
+from nmt.precision import autocast
 from nmt.search import Hypothesis, decode
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,12 @@ def length_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]
 
 def translate(model: Seq2Seq | Ensemble, tok: Tokenizer, lines: list[str], opts: SearchOptions,
               device: torch.device, alignments: bool = False,
-              progress: bool = False, first_line: int = 1, source: str = ""
-              ) -> list[Translation]:
+              progress: bool = False, first_line: int = 1, source: str = "",
+              precision: str = "fp32") -> list[Translation]:
     """Translate every line; empty or whitespace-only lines give an empty translation. Sources
     longer than opts.max_src_len pieces (if set) are cut, with a warning naming the line
-    (numbered from `first_line`) and the `source` file if given."""
+    (numbered from `first_line`) and the `source` file if given. `precision`: fp32 or bf16
+    (nmt.precision)."""
     model.eval()
     ids = tok.encode([line.strip() for line in lines])
     if opts.max_src_len > 0:
@@ -72,8 +74,10 @@ def translate(model: Seq2Seq | Ensemble, tok: Tokenizer, lines: list[str], opts:
     for batch in length_batches([len(ids[i]) for i in todo], opts.batch_tokens):
         rows = [todo[j] for j in batch]
         src, src_len = pad_sources([ids[i] for i in rows])
-        hyps = decode(model, src.to(device), src_len, opts.beam_size, opts.alpha, opts.nbest,
-                      opts.max_len_ratio, opts.max_len_offset, alignments, opts.max_out_len)
+        with autocast(precision, device):
+            hyps = decode(model, src.to(device), src_len, opts.beam_size, opts.alpha,
+                          opts.nbest, opts.max_len_ratio, opts.max_len_offset, alignments,
+                          opts.max_out_len)
         for i, h in zip(rows, hyps, strict=True):
             results[i] = _result(tok, ids[i], h)
         bar.update(len(rows))

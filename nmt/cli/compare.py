@@ -41,7 +41,8 @@ def compare_main(cfg: DictConfig) -> None:
     for r in finished:
         log.info("decoding %s (%s, seed %d)", r.path, r.label, r.seed)
         # Alignments for the report and the grids: one seed per variant is enough.
-        decode_run(r, test_sets, conf.search, device, 0 if r.label in aligned else align)
+        decode_run(r, test_sets, conf.search, device, 0 if r.label in aligned else align,
+                   conf.precision)
         if align and len(r.aligned) >= min(align, len(r.hyps[test_sets[0]])):
             aligned.add(r.label)
     baseline = conf.baseline

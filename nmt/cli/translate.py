@@ -139,7 +139,7 @@ def translate_main(cfg: DictConfig) -> None:
     check_paths(conf)
     check_reference(conf)
     device = setup_device(conf.device, conf.threads)
-    translator = load(conf.checkpoint, device)
+    translator = load(conf.checkpoint, device, conf.precision)
     if conf.heatmap_heads and not (conf.heatmaps and all(
             c["attention"]["name"] == "multihead" for c in translator.configs)):
         log.warning("heatmap_heads=true draws the heads of attention=multihead (every model of "

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention import Attention, Memory
+from nmt.attention.base import at_least_fp32
 from nmt.model.dropout import drop_words
+from nmt.precision import full_precision
 
 
 class DecoderState(NamedTuple):
@@ -37,14 +39,21 @@ class DecoderState(NamedTuple):
 
 def gru_cell(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
     """torch.nn.GRUCell's update, given the input projection gi [B, 3H] (so callers can build it
-    from precomputed parts)."""
-    gh = F.linear(h, w_hh, b_hh)
+    from precomputed parts). Under mixed precision the products may be bfloat16; the gates
+    and the state are computed in (at least) float32, so rounding does not accumulate."""
+    gi, gh = at_least_fp32(gi), at_least_fp32(F.linear(h, w_hh, b_hh))
     i_r, i_z, i_n = gi.chunk(3, dim=1)
     h_r, h_z, h_n = gh.chunk(3, dim=1)
     r = torch.sigmoid(i_r + h_r)
     z = torch.sigmoid(i_z + h_z)
     n = torch.tanh(i_n + r * h_n)
     return n + z * (h - n)
+
+
+def upper_cell(cell: nn.GRUCell, x: Tensor, h: Tensor) -> Tensor:
+    """A GRU layer above the first, in float32 also under mixed precision."""
+    with full_precision(h.device):
+        return cell(at_least_fp32(x), h)
 
 
 def add_gru_layer(module: nn.Module, in_size: int, hidden_size: int) -> None:
@@ -103,7 +112,7 @@ class LuongDecoder(nn.Module):
         s = gru_cell(gi, state.hidden[0], self.w_hh, self.b_hh)
         hidden = [s]
         for cell in self.upper:
-            s = cell(self.dropout(s), state.hidden[len(hidden)])
+            s = upper_cell(cell, self.dropout(s), state.hidden[len(hidden)])
             hidden.append(s)
         ctx, alpha, attn_state = self.attention(s, mem, state.attn, hard=hard)
         out = self.dropout(torch.tanh(self.combine(torch.cat([ctx, s], dim=-1))))
@@ -169,7 +178,7 @@ class BahdanauDecoder(nn.Module):
         s = gru_cell(gi_emb + F.linear(ctx, w_ctx), state.hidden[0], self.w_hh, self.b_hh)
         hidden = [s]
         for cell in self.upper:
-            s = cell(self.dropout(s), state.hidden[len(hidden)])
+            s = upper_cell(cell, self.dropout(s), state.hidden[len(hidden)])
             hidden.append(s)
         return ctx, alpha, DecoderState(torch.stack(hidden), None, attn_state)
 

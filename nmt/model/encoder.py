@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.model.dropout import drop_words
+from nmt.precision import full_precision
 
 
 class Encoder(nn.Module):
@@ -31,7 +32,8 @@ class Encoder(nn.Module):
         """src [B, S], src_len [B] (CPU) -> outputs [B, S, H] (0 at padding), final [L, B, H]."""
         x = self.dropout(drop_words(self.embed(src), self.word_dropout, self.training))
         packed = pack_padded_sequence(x, src_len.cpu(), batch_first=True, enforce_sorted=False)
-        out, h = self.rnn(packed)
+        with full_precision(x.device):   # the recurrence in fp32, also under mixed precision
+            out, h = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
         # h: [L * dirs, B, H/dirs] -> [L, B, H] with both directions' final states side by side.
         h = h.view(self.layers, self.directions, h.shape[1], h.shape[2])

@@ -71,7 +71,7 @@ class Seq2Seq(nn.Module):
         final = final[-self.spec.dec_layers:]
         if final.shape[0] < self.spec.dec_layers:
             final = final[-1:].expand(self.spec.dec_layers, -1, -1)
-        hidden = torch.tanh(self.bridge(final)).contiguous()
+        hidden = at_least_fp32(torch.tanh(self.bridge(final))).contiguous()
         return mem, self.decoder.init_state(hidden, mem)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
