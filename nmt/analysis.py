@@ -38,6 +38,16 @@ def bleu_by_length(sources: Sequence[str], hyps: Sequence[str], refs: Sequence[s
             for label, (h, r) in groups.items() if h}
 
 
+def training_speed(metrics: Sequence[dict]) -> float:
+    """Target tokens per training second over a whole run: each validation window's speed
+    weighted by the training seconds it lasted (a short last window counts for what it lasted)."""
+    seconds = [m["elapsed"] - prev for m, prev in
+               zip(metrics, [0.0] + [m["elapsed"] for m in metrics[:-1]], strict=True)]
+    if sum(seconds) <= 0:
+        return sum(m["tokens_per_s"] for m in metrics) / len(metrics)
+    return sum(m["tokens_per_s"] * s for m, s in zip(metrics, seconds, strict=True)) / sum(seconds)
+
+
 def time_to_fraction(metrics: Sequence[dict], fraction: float = 0.95
                      ) -> tuple[float | None, int | None]:
     """Training minutes and step of the first validation reaching `fraction` of the run's best

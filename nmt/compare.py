@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from nmt import checkpoint
 from nmt.alignment_file import read_alignments
-from nmt.analysis import bleu_by_length, convergence, time_to_fraction
+from nmt.analysis import bleu_by_length, convergence, time_to_fraction, training_speed
 from nmt.api import load
 from nmt.config import SearchOptions
 from nmt.data.corpus import find_file, read_lines
@@ -222,9 +222,8 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
             row["params"] = ok[0].params
             row["train_minutes"] = mean_std([r.metrics[-1]["elapsed"] / 60 for r in ok
                                              if r.metrics])[0]
-            row["train_tokens_per_s"] = mean_std(
-                [statistics.fmean(m["tokens_per_s"] for m in r.metrics) for r in ok
-                 if r.metrics])[0]
+            row["train_tokens_per_s"] = mean_std([training_speed(r.metrics) for r in ok
+                                                  if r.metrics])[0]
             row["best_step"] = mean_std([r.summary["progress"]["best_step"] for r in ok])[0]
             row["finished_by"] = ",".join(sorted({r.reason for r in ok}))
             states = [convergence(r.reason) for r in ok]

@@ -3,7 +3,13 @@
 import pytest
 from sacrebleu.metrics import BLEU
 
-from nmt.analysis import bleu_by_length, bucket_of, convergence, time_to_fraction
+from nmt.analysis import (
+    bleu_by_length,
+    bucket_of,
+    convergence,
+    time_to_fraction,
+    training_speed,
+)
 
 
 @pytest.mark.parametrize("n, label", [(0, "1-10"), (1, "1-10"), (10, "1-10"), (11, "11-20"),
@@ -34,6 +40,16 @@ def test_time_to_95_percent_of_the_best():
     assert time_to_fraction(metrics) == (2.0, 500)          # 28.6 >= 0.95 * 30 = 28.5
     assert time_to_fraction(metrics, 1.0) == (3.0, 750)
     assert time_to_fraction([]) == (None, None)
+
+
+def test_training_speed_weights_each_window_by_its_seconds():
+    """Two windows of 100 s at 1,000 tok/s and a last one of 10 s at 4,000: 240,000 tokens in
+    210 s, not the plain mean of the three speeds (2,000)."""
+    metrics = [{"elapsed": 100.0, "tokens_per_s": 1000.0},
+               {"elapsed": 200.0, "tokens_per_s": 1000.0},
+               {"elapsed": 210.0, "tokens_per_s": 4000.0}]
+    assert training_speed(metrics) == pytest.approx(240_000 / 210)
+    assert training_speed(metrics[:1]) == pytest.approx(1000.0)
 
 
 def test_convergence_labels():
