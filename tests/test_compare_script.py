@@ -212,3 +212,22 @@ def test_the_plan_keys_cannot_be_overridden(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "seed=5"])
     with pytest.raises(SystemExit):
         script.main()
+
+
+def test_the_base_stage_trains_in_bf16_and_the_small_stages_in_fp32(tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    monkeypatch.setattr(script, "MECHANISMS", "bahdanau,location,location_smooth")
+    monkeypatch.setattr(script, "EXTRA", [])
+    calls = fake_sweeps(monkeypatch)
+    finished_stage(tmp_path / "compare_converged", ["bahdanau", "location", "location_smooth"],
+                   {"bahdanau": 34.0, "location": 33.0, "location_smooth": 35.0})
+    for seed in (1, 2):
+        fake_run(tmp_path / "compare_converged_bdec", f"{2 * seed - 2}_bahdanau_bahdanau_seed"
+                 f"{seed}", "bahdanau", "bahdanau", 21.0, 0.0, "bahdanau")
+        fake_run(tmp_path / "compare_converged_bdec", f"{2 * seed - 1}_luong_general_bahdanau_"
+                 f"seed{seed}", "luong_general", "bahdanau", 20.0, 0.0, "luong_general")
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "base"])
+    script.main()
+    base = [c for c in calls if "model=base" in c]
+    assert len(base) == 1 and "precision=bf16" in base[0]
+    assert all(not any(o.startswith("precision=") for o in c) for c in calls if c not in base)
