@@ -170,7 +170,9 @@ def finished_stage(sweep: Path, names: list[str], valid: dict[str, float]) -> No
         fake_run(sweep, f"{job}_{name}_luong_seed{seed}", name, "luong", valid[name], 0.0, name)
 
 
-def test_a_selection_waits_for_whole_stages_and_is_kept(tmp_path, monkeypatch):
+def first_stages_finished(tmp_path, monkeypatch) -> list:
+    """Three mechanisms' seeds stage and the Bahdanau decoder's stage, all finished; returns
+    the list that records each sweep the plan starts."""
     monkeypatch.setattr(script, "SWEEPS", tmp_path)
     monkeypatch.setattr(script, "MECHANISMS", "bahdanau,location,location_smooth")
     monkeypatch.setattr(script, "EXTRA", [])
@@ -182,6 +184,11 @@ def test_a_selection_waits_for_whole_stages_and_is_kept(tmp_path, monkeypatch):
                  f"{seed}", "bahdanau", "bahdanau", 21.0, 0.0, "bahdanau")
         fake_run(tmp_path / "compare_converged_bdec", f"{2 * seed - 1}_luong_general_bahdanau_"
                  f"seed{seed}", "luong_general", "bahdanau", 20.0, 0.0, "luong_general")
+    return calls
+
+
+def test_a_selection_waits_for_whole_stages_and_is_kept(tmp_path, monkeypatch):
+    calls = first_stages_finished(tmp_path, monkeypatch)
     stopped = tmp_path / "compare_converged" / "4_location_luong_seed2" / "summary.json"
     summary = stopped.read_text()
     stopped.unlink()
@@ -215,17 +222,7 @@ def test_the_plan_keys_cannot_be_overridden(tmp_path, monkeypatch):
 
 
 def test_the_base_stage_trains_in_bf16_and_the_small_stages_in_fp32(tmp_path, monkeypatch):
-    monkeypatch.setattr(script, "SWEEPS", tmp_path)
-    monkeypatch.setattr(script, "MECHANISMS", "bahdanau,location,location_smooth")
-    monkeypatch.setattr(script, "EXTRA", [])
-    calls = fake_sweeps(monkeypatch)
-    finished_stage(tmp_path / "compare_converged", ["bahdanau", "location", "location_smooth"],
-                   {"bahdanau": 34.0, "location": 33.0, "location_smooth": 35.0})
-    for seed in (1, 2):
-        fake_run(tmp_path / "compare_converged_bdec", f"{2 * seed - 2}_bahdanau_bahdanau_seed"
-                 f"{seed}", "bahdanau", "bahdanau", 21.0, 0.0, "bahdanau")
-        fake_run(tmp_path / "compare_converged_bdec", f"{2 * seed - 1}_luong_general_bahdanau_"
-                 f"seed{seed}", "luong_general", "bahdanau", 20.0, 0.0, "luong_general")
+    calls = first_stages_finished(tmp_path, monkeypatch)
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "base"])
     script.main()
     base = [c for c in calls if "model=base" in c]
