@@ -116,7 +116,8 @@ def test_files(cfg: dict, name: str) -> tuple[Path, Path]:
 
 def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torch.device,
                align: int = 0, precision: str = "fp32") -> None:
-    """Fill run.hyps: reuse the run's own test outputs when they used the same search. With
+    """Fill run.hyps: reuse the run's own test outputs when they used the same search and
+    precision. With
     align > 0, also fill run.aligned: the first `align` sentences of test_sets[0] with their
     alignments, from those training kept (same search) or else from best.pt (part of the same
     decoding when that set is decoded here); a run with neither has none."""
@@ -128,7 +129,8 @@ def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torc
         want = align if k == 0 and best.is_file() else 0
         out = run.path / "test" / f"{name}.{run.config['data']['tgt_lang']}"
         same = (name in stored and stored[name].get("beam") == opts.beam_size
-                and abs(stored[name].get("alpha", -1) - opts.alpha) < 1e-9)
+                and abs(stored[name].get("alpha", -1) - opts.alpha) < 1e-9
+                and stored[name].get("precision", "fp32") == precision)
         if same and out.is_file():
             run.hyps[name] = read_lines(out)
             run.decode_speed[name] = stored[name].get("sentences_per_s", float("nan"))
@@ -146,7 +148,8 @@ def decode_run(run: Run, test_sets: list[str], opts: SearchOptions, device: torc
             if not best.is_file():
                 raise FileNotFoundError(
                     f"{best}: missing, and the run's own {name} outputs were made with another "
-                    "search; compare with the run's settings (search.beam_size, search.alpha)")
+                    "search; compare with the run's settings (search.beam_size, search.alpha, "
+                    "precision)")
             translator = load(best, device, precision)
         src = read_lines(test_files(run.config, name)[0])
         start = time.time()

@@ -29,7 +29,9 @@ def check_precision(name: str, device: torch.device | None = None, key: str = "p
                 if name in ("fp16", "float16", "half") else "")
         raise ValueError(f"{key}={name!r}: must be one of {', '.join(PRECISIONS)}{hint}")
     if name == "bf16" and device is not None:
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        # Compute capability 8.0 (Ampere) brought bfloat16 arithmetic; older GPUs emulate it
+        # (torch.cuda.is_bf16_supported() says yes for them), slower than fp32.
+        if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
             raise ValueError(f"{key}=bf16: {torch.cuda.get_device_name(device)} has no "
                              "bfloat16 arithmetic; use fp32")
         if device.type not in ("cpu", "cuda"):

@@ -275,12 +275,13 @@ def main() -> None:
         runs = [str(r) for r in finished_runs(*first, f"compare_converged_seed3_luong{t}",
                                               f"compare_converged_seed3_bahdanau{t}")]
         threads = [o for o in EXTRA if o.startswith("threads=")]
-        for name, found in (("small", runs), ("base", [str(r) for r in finished_runs(
-                f"compare_converged_base{t}")])):
+        for name, found, precision in (
+                ("small", runs, "fp32"),
+                ("base", [str(r) for r in finished_runs(f"compare_converged_base{t}")], "bf16")):
             out = ROOT / "benchmarks" / "results" / "compare_converged" / f"{name}{t}"
-            if found:
+            if found:   # the runs' own test outputs, decoded in their training precision
                 subprocess.run(["nmt-compare", f"runs=[{','.join(found)}]", f"output_dir={out}",
-                                *threads], check=True, cwd=ROOT)
+                                f"precision={precision}", *threads], check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":

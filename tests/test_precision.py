@@ -4,10 +4,17 @@ computes in float32 up to bfloat16 rounding, for every mechanism in both decoder
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from nmt.attention import REGISTRY
+from nmt import evaluate, train, translate
+from nmt.attention import REGISTRY, build_attention
+from nmt.attention.base import Memory
+from nmt.attention.monotonic import mono_log_matrix
 from nmt.checks import check_config
+from nmt.cli.train import same_settings
 from nmt.config import TrainConfig, TranslateConfig
+from nmt.model.decoder import gru_cell
+from nmt.model.encoder import Encoder
 from nmt.model.seq2seq import build_model
 from nmt.precision import autocast, check_precision
 from tests.test_every_mechanism import ATTENTION_YAMLS, config
@@ -95,11 +102,19 @@ def test_an_unknown_precision_is_named_with_its_key():
         check_precision("bf16", torch.device("meta"))
 
 
-def test_a_bf16_run_trains_validates_decodes_and_resumes(corpus, tmp_path):  # noqa: F811
+def test_a_bf16_run_trains_validates_decodes_and_resumes(corpus, tmp_path, monkeypatch):  # noqa: F811
+    entered = set()
+    for module in (train, evaluate, translate):   # where training, validation, decoding run
+        def spy(precision, device, module=module, real=autocast):
+            entered.add((module.__name__, precision))
+            return real(precision, device)
+        monkeypatch.setattr(module, "autocast", spy)
     yaml = next(y for y in ATTENTION_YAMLS if y.stem == "bahdanau")
     cfg = config(corpus, yaml, "luong")
     cfg.precision = "bf16"
     summary = run_and_check(cfg, tmp_path)
+    assert entered == {("nmt.train", "bf16"), ("nmt.evaluate", "bf16"),
+                       ("nmt.translate", "bf16")}
     assert summary["test"]["test_2016_flickr"]["precision"] == "bf16"
     cfg.resume, cfg.train.max_steps = str(tmp_path), 3
     assert run_and_check(cfg, tmp_path)["progress"]["step"] == 3
@@ -133,6 +148,52 @@ def test_the_api_takes_a_precision(ckpt):  # noqa: F811
     t16 = nmt.load(ckpt, precision="bf16")
     a = t32.translate(["a dog runs"], beam_size=2, max_out_len=6)[0]
     b = t16.translate(["a dog runs"], beam_size=2, max_out_len=6)[0]
+    assert b.score != a.score                               # bf16 did apply
     assert b.score == pytest.approx(a.score, abs=0.1)   # an untrained model: scores only
     with pytest.raises(ValueError, match="precision='int8'"):
         nmt.load(ckpt, precision="int8")
+
+
+def test_the_recurrences_are_float32_inside_bf16():
+    """The GRU gates from bfloat16 products are computed in float32; the encoder's GRU and the
+    monotonic and local-p states are computed with autocast off (bit-identical to fp32)."""
+    torch.manual_seed(0)
+    gi = torch.randn(4, 48).bfloat16()
+    h, w, b = torch.randn(4, 16), torch.randn(48, 16), torch.randn(48)
+    with autocast("bf16", CPU):
+        got = gru_cell(gi, h, w, b)
+    gh = F.linear(h.bfloat16(), w.bfloat16(), b.bfloat16()).float()
+    (i_r, i_z, i_n), (h_r, h_z, h_n) = gi.float().chunk(3, 1), gh.chunk(3, 1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, n + z * (h - n), rtol=0, atol=1e-6)
+
+    enc = Encoder(V, 8, 16, 1, True, 0.0)
+    seen = []
+    enc.rnn.register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    with autocast("bf16", CPU):
+        enc(torch.randint(4, V, (2, 5)), torch.tensor([5, 3]))
+    assert seen == [False]
+
+    e, prev = torch.randn(3, 7), torch.softmax(torch.randn(3, 7), -1)
+    with autocast("bf16", CPU):
+        mixed = mono_log_matrix(e, prev)
+    assert torch.equal(mixed, mono_log_matrix(e, prev))
+
+    local_p = build_attention("local_p", 16, 16)
+    mem = Memory(torch.randn(2, 9, 16), torch.randn(2, 9, 16), torch.ones(2, 9, dtype=torch.bool))
+    q = torch.randn(2, 16)
+    with torch.no_grad(), autocast("bf16", CPU):
+        mixed = local_p.centre(q, mem, None)
+    with torch.no_grad():
+        assert torch.equal(mixed, local_p.centre(q, mem, None))
+
+
+def test_a_record_from_before_a_new_key_is_the_same_run():
+    """A run folder written before `precision` existed (its config.yaml without the key) is the
+    same run to a command that writes the key with its default; another value is not."""
+    earlier = b"seed: 1\nattention:\n  name: bahdanau\n"
+    assert same_settings(earlier, earlier.replace(b"seed: 1", b"seed: 1\nprecision: fp32"))
+    assert not same_settings(earlier, earlier.replace(b"seed: 1", b"seed: 1\nprecision: bf16"))
+    assert not same_settings(earlier, earlier.replace(b"bahdanau", b"location"))

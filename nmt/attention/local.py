@@ -23,6 +23,7 @@ from nmt.attention.base import (
     masked_softmax,
 )
 from nmt.attention.multiplicative import bilinear_scores, require_equal_sizes
+from nmt.precision import full_precision
 
 SCORES = ("general", "dot", "concat")
 
@@ -125,8 +126,10 @@ class LocalP(Local):
         self.sigma = window / 2
 
     def centre(self, query: Tensor, mem: Memory, state: Tensor | None) -> Tensor:
-        gate = torch.sigmoid(torch.tanh(self.position_layer(query)) @ self.v_p)   # [B]
-        gate = at_least_fp32(gate)
+        # In float32 also under mixed precision: bfloat16 would round p_t to ~0.4% of |x|.
+        with full_precision(query.device):
+            hidden = torch.tanh(self.position_layer(at_least_fp32(query)))
+            gate = torch.sigmoid(hidden @ self.v_p)   # [B]
         return true_lengths(mem, gate.dtype) * gate
 
     def weights(self, alpha: Tensor, dist: Tensor) -> Tensor:

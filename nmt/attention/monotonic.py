@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from nmt.attention.additive import AdditiveScore
 from nmt.attention.base import Attention, Memory, at_least_fp32, context, glorot_
+from nmt.precision import full_precision
 
 MODES = ("log_matrix", "parallel", "recursive", "hard")
 BARRIER = 1000.0   # a log(1 - p) below -BARRIER stops all mass (exp(-1000) == 0 in float64)
@@ -63,7 +64,8 @@ def mono_log_matrix(e: Tensor, prev: Tensor) -> Tensor:
     lower = torch.ones(S, S, dtype=torch.bool, device=e.device).tril(-1)  # k > j
     # Mask the exponent, not the result: exp(+large) would be inf and its gradient NaN.
     weights = torch.exp(diff.masked_fill(blocked | lower, float("-inf"))).to(prev.dtype)
-    return torch.sigmoid(e) * torch.bmm(prev.unsqueeze(1), weights).squeeze(1)
+    with full_precision(e.device):   # the alignment state: no bfloat16 product
+        return torch.sigmoid(e) * torch.bmm(prev.unsqueeze(1), weights).squeeze(1)
 
 
 def mono_hard(e: Tensor, prev: Tensor) -> Tensor:

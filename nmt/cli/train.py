@@ -45,7 +45,7 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
                  if not o.startswith(("resume=", "hydra.", "threads=", "device="))]
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
-        if "." not in key and key != "seed":
+        if "." not in key and key not in ("seed", "precision"):
             raise ValueError(f"{o}: a resumed run keeps its config groups; only plain keys "
                              "(e.g. train.max_steps=...) can be changed on resume")
     before = flat(OmegaConf.to_container(merged))
@@ -79,6 +79,19 @@ def other_settings(stored: dict, conf: TrainConfig) -> list[str]:
             and old.get(k) != new.get(k)]
 
 
+def same_settings(earlier: bytes, now: bytes) -> bool:
+    """Whether two .hydra/config.yaml records name the same settings; a key added to the schema
+    since the earlier one was written counts as its default there."""
+    def settings(record: bytes) -> dict:
+        loaded = OmegaConf.create(record.decode("utf-8"))
+        return flat(OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(TrainConfig),
+                                                           loaded)))
+    try:
+        return settings(earlier) == settings(now)
+    except Exception:   # not a config of this schema (hand-edited, damaged): the bytes decide
+        return earlier == now
+
+
 def read_summary(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -104,7 +117,8 @@ def folder_decision(run_dir: Path, conf: TrainConfig, check: bool) -> tuple[str,
     elif check:   # checkpoints deleted: the record Hydra kept is all there is to compare
         record = run_dir / ".hydra" / "config.yaml"
         earlier = EARLIER_HYDRA_FILES.get(record)
-        if earlier is not None and record.is_file() and earlier != record.read_bytes():
+        if earlier is not None and record.is_file() and not same_settings(
+                earlier, record.read_bytes()):
             differ = ["its .hydra/config.yaml"]
     if differ:
         more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
@@ -128,6 +142,9 @@ def train_main(cfg: DictConfig) -> float:
     dist = init_from_env(setup_device(conf.device, conf.threads))
     try:
         result = train_with(conf, dist)
+    except SystemExit as stop:   # stopped by a signal after saving: the others end in step
+        dist.close(finished=stop.code == STOPPED)
+        raise
     except BaseException:
         dist.close(finished=False)
         raise
