@@ -52,6 +52,10 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
 @contextlib.contextmanager
 def full_precision(device: torch.device) -> Iterator[None]:
     """float32 inside a mixed-precision region (the recurrences; autocast would run CUDA's fused
-    GRU in bfloat16)."""
+    GRU in bfloat16). Outside autocast it does nothing, not even enter a context: it runs per
+    decoding step."""
+    if not torch.is_autocast_enabled(device.type):
+        yield
+        return
     with torch.autocast(device.type, enabled=False):
         yield

@@ -16,7 +16,7 @@ from nmt.config import TrainConfig, TranslateConfig
 from nmt.model.decoder import gru_cell
 from nmt.model.encoder import Encoder
 from nmt.model.seq2seq import build_model
-from nmt.precision import autocast, check_precision
+from nmt.precision import autocast, check_precision, full_precision
 from tests.test_every_mechanism import ATTENTION_YAMLS, config
 from tests.test_every_mechanism import corpus as corpus  # noqa: F401 (fixture)
 from tests.test_translate_cli import ckpt as ckpt  # noqa: F401 (fixture)
@@ -188,6 +188,21 @@ def test_the_recurrences_are_float32_inside_bf16():
         mixed = local_p.centre(q, mem, None)
     with torch.no_grad():
         assert torch.equal(mixed, local_p.centre(q, mem, None))
+
+
+def test_full_precision_turns_autocast_off_and_costs_nothing_in_fp32(monkeypatch):
+    """Inside bf16 it switches autocast off and back on; in fp32 (where it runs per decoding
+    step) it enters no autocast context at all."""
+    with autocast("bf16", CPU):
+        with full_precision(CPU):
+            assert not torch.is_autocast_enabled("cpu")
+        assert torch.is_autocast_enabled("cpu")
+    entered = []
+    real = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: entered.append(k) or real(*a, **k))
+    with full_precision(CPU):
+        assert not torch.is_autocast_enabled("cpu")
+    assert entered == []
 
 
 def test_a_record_from_before_a_new_key_is_the_same_run():
