@@ -6,7 +6,8 @@ after any interruption and it goes on where it stopped (each stage is a resumabl
 Stages (`experiment=compare`, model=small unless said otherwise):
   1. seeds  every mechanism of the Luong decoder, seeds 1 and 2;
   2. bdec   bahdanau and luong_general in the Bahdanau decoder, seeds 1 and 2;
-  3. seed3  a third seed for the five variants with the best mean *validation* BLEU;
+  3. seed3  a third seed for the five variants with the best mean *validation* BLEU, and for
+            bahdanau (the baseline of the significance tests) if it is not among them;
   4. base   model=base for the three best variants and bahdanau (Luong decoder), seeds 1, 2,
             in bf16 mixed precision (1.5x faster here; it kept bahdanau's BLEU, RESULTS.md);
   5. table  nmt-compare over everything finished (small and base in separate tables).
@@ -106,31 +107,41 @@ def train(sweep: str, *overrides: str) -> None:
     # alone no longer leaves a sweep training on (a second invocation would train the same runs).
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
 
+    stopped = []   # a stop asked for: the plan ends after this sweep, whatever its status
+
     def forward(signum: int, frame: object) -> None:
-        try:
-            os.killpg(proc.pid, signum)
+        stopped.append(signum)
+        try:   # a hangup asks the sweep to stop as SIGTERM does (it saves last.pt)
+            os.killpg(proc.pid, signal.SIGTERM if signum == signal.SIGHUP else signum)
         except ProcessLookupError:   # it has ended already
             pass
 
-    before = signal.signal(signal.SIGTERM, forward)
+    # SIGHUP: the sweep, in a session of its own, would outlive a closed terminal. Not where
+    # it is ignored already (nohup): that caller wants the plan to go on.
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP]
+                                 if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN else [])
+    before = {sig: signal.signal(sig, forward) for sig in wanted}
     try:
         while True:
-            try:
-                code = proc.wait(timeout=60)
-                break
-            except subprocess.TimeoutExpired:
-                collect()   # every finished run is kept within a minute, not at the stage's end
+            try:   # Ctrl-C may come at any point of the loop, collect() included
+                try:
+                    code = proc.wait(timeout=60)
+                    break
+                except subprocess.TimeoutExpired:
+                    collect()   # every finished run is kept within a minute, not at the end
             except KeyboardInterrupt:   # the sweep saves last.pt and stops
                 forward(signal.SIGINT, None)
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
     collect()
-    if code:   # 3: stopped by Ctrl-C or SIGTERM, last.pt saved; else a run failed
-        raise SystemExit(f"{cmd[0]} stopped or failed (exit status {code}); see its log, then "
+    if code or stopped:   # 3: stopped by Ctrl-C or SIGTERM, last.pt saved; else a run failed
+        raise SystemExit(f"{cmd[0]} stopped or failed (exit status {code}"
+                         + (", stop requested" if stopped else "") + "); see its log, then "
                          "run this script again to go on")
 
 
-def complete(sweep: str, expected: int) -> None:
+def complete(sweep: str, expected: int, before: str = "the selection") -> None:
     """Stop unless all `expected` runs of `sweep` finished: a selection must read whole stages
     (with the parallel launcher a run stopped by a signal can leave its sweep with status 0)."""
     folders = [d for d in (SWEEPS / sweep).glob("*") if d.is_dir() and d.name[0].isdigit()]
@@ -139,7 +150,7 @@ def complete(sweep: str, expected: int) -> None:
         waiting = sorted(d.name for d in folders if d not in done)
         raise SystemExit(f"{sweep}: {len(done)} of {expected} runs finished"
                          + (f" ({', '.join(waiting)} not)" if waiting else "")
-                         + "; run this script again to finish them before the selection")
+                         + f"; run this script again to finish them before {before}")
 
 
 def selection(stage: str, chosen: list[str]) -> list[str]:
@@ -258,11 +269,15 @@ def main() -> None:
     if "seed3" in stages:
         complete(first[0], 2 * len(MECHANISMS.split(",")))
         complete(first[1], 4)
-        top5 = selection(f"seed3{t}", ranked_by_validation(*first)[:5])
-        print("five best by validation BLEU:", ", ".join(top5), flush=True)
-        for decoder, names in sorted(by_decoder(top5).items()):
-            train(f"compare_converged_seed3_{decoder}{t}", "seed=3", f"decoder={decoder}",
-                  f"attention={','.join(names)}")
+        top5 = ranked_by_validation(*first)[:5]
+        # the baseline too: every variant's three seeds then pair with bahdanau's three
+        third = selection(f"seed3{t}", top5 + ([] if "bahdanau" in top5 else ["bahdanau"]))
+        print("third seeds (the five best by validation BLEU, and bahdanau):", ", ".join(third),
+              flush=True)
+        for decoder, names in sorted(by_decoder(third).items()):
+            sweep = f"compare_converged_seed3_{decoder}{t}"
+            train(sweep, "seed=3", f"decoder={decoder}", f"attention={','.join(names)}")
+            complete(sweep, len(names), "the next stage")
     if "base" in stages:
         complete(first[0], 2 * len(MECHANISMS.split(",")))
         best = [v for v in ranked_by_validation(*first) if "/" not in v]
@@ -271,6 +286,8 @@ def main() -> None:
         # model=base takes 2-3 hours a run here in bf16: the step budget ends it, not the cap
         train(f"compare_converged_base{t}", f"seed={a.base_seeds}", "model=base",
               "precision=bf16", "train.max_minutes=600", f"attention={','.join(names)}")
+        complete(f"compare_converged_base{t}", len(names) * len(a.base_seeds.split(",")),
+                 "the tables")
     if "table" in stages:
         runs = [str(r) for r in finished_runs(*first, f"compare_converged_seed3_luong{t}",
                                               f"compare_converged_seed3_bahdanau{t}")]

@@ -3,7 +3,10 @@
 
 import importlib.util
 import json
+import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -170,13 +173,25 @@ def finished_stage(sweep: Path, names: list[str], valid: dict[str, float]) -> No
         fake_run(sweep, f"{job}_{name}_luong_seed{seed}", name, "luong", valid[name], 0.0, name)
 
 
+def finish_runs(cmd: list[str], leave_out: int = 0) -> None:
+    """What a sweep does: every run of its command finished (seeds outer, as Hydra orders
+    them), bar the last `leave_out`; runs there already are kept."""
+    opts = dict(o.split("=", 1) for o in cmd if "=" in o)
+    sweep, decoder = Path(opts["hydra.sweep.dir"]), opts.get("decoder", "luong")
+    jobs = [(seed, name) for seed in opts["seed"].split(",")
+            for name in opts["attention"].split(",")]
+    for job, (seed, name) in enumerate(jobs[:len(jobs) - leave_out]):
+        if not list(sweep.glob(f"{job}_*")):
+            fake_run(sweep, f"{job}_{name}_{decoder}_seed{seed}", name, decoder, 30.0, 0.0, name)
+
+
 def first_stages_finished(tmp_path, monkeypatch) -> list:
     """Three mechanisms' seeds stage and the Bahdanau decoder's stage, all finished; returns
     the list that records each sweep the plan starts."""
     monkeypatch.setattr(script, "SWEEPS", tmp_path)
     monkeypatch.setattr(script, "MECHANISMS", "bahdanau,location,location_smooth")
     monkeypatch.setattr(script, "EXTRA", [])
-    calls = fake_sweeps(monkeypatch)
+    calls = fake_sweeps(monkeypatch, on_start=finish_runs)
     finished_stage(tmp_path / "compare_converged", ["bahdanau", "location", "location_smooth"],
                    {"bahdanau": 34.0, "location": 33.0, "location_smooth": 35.0})
     for seed in (1, 2):   # the Bahdanau decoder's stage
@@ -205,6 +220,9 @@ def test_a_selection_waits_for_whole_stages_and_is_kept(tmp_path, monkeypatch):
                       "luong_general/bahdanau-dec"]
     luong = [c for c in calls if "decoder=luong" in c]
     assert "attention=location_smooth,bahdanau,location" in luong[0]
+    bdec = [c for c in calls if "decoder=bahdanau" in c and "seed=3" in c]
+    assert "attention=bahdanau,luong_general" in bdec[0]
+    assert bdec[0][-1] == f"hydra.sweep.dir={tmp_path / 'compare_converged_seed3_bahdanau'}"
     # a run that finishes later and ranks otherwise does not change what the stage trains
     fake_run(tmp_path / "compare_converged", "9_location_luong_seed3", "location", "luong",
              99.0, 0.0, "location")
@@ -228,3 +246,136 @@ def test_the_base_stage_trains_in_bf16_and_the_small_stages_in_fp32(tmp_path, mo
     base = [c for c in calls if "model=base" in c]
     assert len(base) == 1 and "precision=bf16" in base[0]
     assert all(not any(o.startswith("precision=") for o in c) for c in calls if c not in base)
+
+
+def test_the_baseline_gets_a_third_seed_when_it_is_not_among_the_five_best(tmp_path,
+                                                                          monkeypatch):
+    """Without it, the five variants' three seeds would pair with two of bahdanau's."""
+    calls = first_stages_finished(tmp_path, monkeypatch)
+    names = ["bahdanau", "location", "location_smooth", "gmm", "multihead", "luong_dot"]
+    monkeypatch.setattr(script, "MECHANISMS", ",".join(names))
+    shutil.rmtree(tmp_path / "compare_converged")
+    finished_stage(tmp_path / "compare_converged", names, {
+        "bahdanau": 20.0, "location": 33.0, "location_smooth": 35.0, "gmm": 32.0,
+        "multihead": 34.0, "luong_dot": 31.0})
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "seed3"])
+    script.main()
+    chosen = json.loads((script.KEPT / "selection.json").read_text())["seed3"]
+    assert chosen == ["location_smooth", "multihead", "location", "gmm", "luong_dot", "bahdanau"]
+    third = [c for c in calls if "seed=3" in c]
+    assert len(third) == 1 and "decoder=luong" in third[0]
+    assert "attention=location_smooth,multihead,location,gmm,luong_dot,bahdanau" in third[0]
+    assert len(list((tmp_path / "compare_converged_seed3_luong").glob("*/summary.json"))) == 6
+
+
+@pytest.mark.parametrize("stage", ["seed3", "base"])
+def test_a_sweep_that_ends_with_a_run_unfinished_stops_the_plan(tmp_path, monkeypatch, stage):
+    """With the parallel launcher a run stopped by a signal can leave its sweep with status 0:
+    the next stage, and the tables, must not be made from part of the runs."""
+    calls = first_stages_finished(tmp_path, monkeypatch)
+    fake_sweeps(monkeypatch, on_start=lambda cmd: (calls.append(cmd), finish_runs(
+        cmd, leave_out=int(("seed=3" in cmd) if stage == "seed3" else "model=base" in cmd))))
+    tables = []
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: tables.append(cmd))
+    monkeypatch.setattr("sys.argv", ["compare_converged.py"])
+    with pytest.raises(SystemExit, match=r"runs finished; run this script again"):
+        script.main()
+    assert tables == []
+    assert any("model=base" in c for c in calls) == (stage == "base")
+
+
+def test_the_base_stage_and_the_tables(tmp_path, monkeypatch):
+    """Base: the three best Luong-decoder variants and bahdanau, each seed; the small table has
+    every small run (both decoders, third seeds), the base table its own, each decoded in the
+    precision it was trained in."""
+    calls = first_stages_finished(tmp_path, monkeypatch)
+    tables = []
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd, **kw: tables.append(cmd))
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--base-seeds", "1,2,3",
+                                     "threads=1"])
+    script.main()
+    base = [c for c in calls if "model=base" in c]
+    assert len(base) == 1
+    assert {"seed=1,2,3", "train.max_minutes=600", "threads=1",
+            "attention=location_smooth,bahdanau,location"} <= set(base[0])
+    assert len(list((tmp_path / "compare_converged_base").glob("*/summary.json"))) == 9
+    small, big = tables
+    small_runs = small[1][len("runs=["):-1].split(",")
+    assert len(small_runs) == 6 + 4 + 5   # seeds, Bahdanau decoder, third seeds
+    assert {"precision=fp32", "threads=1"} <= set(small) and small[2].endswith("/small")
+    assert len(big[1].split(",")) == 9 and "precision=bf16" in big and big[2].endswith("/base")
+
+
+class StopsOnce:
+    """A sweep that gets a signal while the plan waits for it, then ends with `code`."""
+
+    def __init__(self, signum: int, code: int):
+        self.signum, self.code, self.pid = signum, code, 12345
+
+    def __call__(self, cmd, **kw):
+        return self
+
+    def wait(self, timeout: float | None = None) -> int:
+        os.kill(os.getpid(), self.signum)   # the handler runs before kill() returns
+        return self.code
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_asked_for_ends_the_plan_even_if_the_sweep_ends_well(tmp_path, monkeypatch,
+                                                                      signum):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    sent = []
+    monkeypatch.setattr(script.os, "killpg", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(script.subprocess, "Popen", StopsOnce(signum, code=0))
+    hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)   # as in a terminal
+    try:
+        with pytest.raises(SystemExit, match="stop requested"):
+            script.train("compare_converged", "seed=1")
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL   # restored
+    finally:
+        signal.signal(signal.SIGHUP, hup)
+    assert sent == [(12345, signal.SIGTERM)]   # a hangup stops the sweep as SIGTERM does
+
+
+def test_under_nohup_a_hangup_is_left_ignored(tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    seen = []
+    monkeypatch.setattr(script.subprocess, "Popen", type("Sweep", (), {
+        "__init__": lambda self, cmd, **kw: None, "pid": -1,
+        "wait": lambda self, timeout=None: seen.append(signal.getsignal(signal.SIGHUP)) or 0}))
+    hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        script.train("compare_converged", "seed=1")
+    finally:
+        signal.signal(signal.SIGHUP, hup)
+    assert seen == [signal.SIG_IGN]
+
+
+def test_ctrl_c_while_collecting_still_stops_the_sweep(tmp_path, monkeypatch):
+    """The sweep runs in its own session: leaving it training would let a second invocation
+    train the same runs at once."""
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    sent = []
+    monkeypatch.setattr(script.os, "killpg", lambda pid, sig: sent.append(sig))
+    waits = iter([subprocess.TimeoutExpired("nmt-train", 60), 3])
+
+    def wait(self, timeout=None):
+        got = next(waits)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(script.subprocess, "Popen", type("Sweep", (), {
+        "__init__": lambda self, cmd, **kw: None, "pid": 1, "wait": wait}))
+    collected = []
+
+    def collect():
+        collected.append(1)
+        if len(collected) == 1:
+            raise KeyboardInterrupt
+        return []
+
+    monkeypatch.setattr(script, "collect", collect)
+    with pytest.raises(SystemExit, match="exit status 3"):
+        script.train("compare_converged", "seed=1")
+    assert sent == [signal.SIGINT]
