@@ -67,7 +67,11 @@ RULES: dict[str, dict[str, Rule]] = {
                         "max_heatmaps": NON_NEGATIVE, "chunk_lines": POSITIVE,
                         "report_sentences": NON_NEGATIVE},
     "CompareConfig": {"threads": NON_NEGATIVE, "precision": PRECISION, "samples": POSITIVE,
-                      "alignment_sentences": NON_NEGATIVE, "report_sentences": NON_NEGATIVE},
+                      "alignment_sentences": NON_NEGATIVE, "report_sentences": NON_NEGATIVE,
+                      "length_buckets": (lambda v: all(isinstance(b, int) and b > 0 for b in v)
+                                         and list(v) == sorted(set(v)),
+                                         "must be increasing positive whole numbers (upper "
+                                         "bounds in words, e.g. [10,15,20])")},
     "AverageConfig": {"last": POSITIVE},
 }
 

@@ -21,7 +21,14 @@ from omegaconf import OmegaConf
 
 from nmt import checkpoint
 from nmt.alignment_file import read_alignments
-from nmt.analysis import bleu_by_length, convergence, time_to_fraction, training_speed
+from nmt.analysis import (
+    LENGTH_BUCKETS,
+    Buckets,
+    bleu_by_length,
+    convergence,
+    time_to_fraction,
+    training_speed,
+)
 from nmt.api import load
 from nmt.config import SearchOptions
 from nmt.data.corpus import find_file, read_lines
@@ -191,9 +198,10 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int = 1000
-            ) -> tuple[list[dict], dict]:
-    """One row per variant; returns the rows and the metric signatures."""
+def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int = 1000,
+            buckets: Buckets = LENGTH_BUCKETS) -> tuple[list[dict], dict]:
+    """One row per variant (BLEU by source length in `buckets`); returns the rows and the
+    metric signatures."""
     refs, sources, files = {}, {}, {}
     for r in runs:
         if r.status == "finished":
@@ -262,7 +270,8 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
                         row[f"{name}.delta_vs_{baseline}"] = {
                             seed: v - score_from_stats(metric, base[seed].sum(0))
                             for seed, _, v in pairs}
-            by_length = [bleu_by_length(sources[name], r.hyps[name], refs[name]) for r in ok]
+            by_length = [bleu_by_length(sources[name], r.hyps[name], refs[name], buckets)
+                         for r in ok]
             row[f"{name}.bleu_by_length"] = {
                 bucket: statistics.fmean(b[bucket]["bleu"] for b in by_length)
                 for bucket in by_length[0]}

@@ -74,6 +74,14 @@ def bleu_bars(labels: list[str], values: list[float], cis: list[tuple[float, flo
     plt.close(fig)
 
 
+def distinct_colours(n: int) -> list[tuple[float, float, float]]:
+    """n colours, the ten distinct hues of tab20 first, then their light shades (20 in all,
+    so that 17 variants stay apart), repeating beyond."""
+    tab20 = plt.get_cmap("tab20").colors
+    colours = tab20[0::2] + tab20[1::2]
+    return [colours[i % len(colours)] for i in range(n)]
+
+
 def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.PathLike,
            xlabel: str = "training minutes") -> None:
     """Validation BLEU over training minutes (or steps), one line per run. Runs labelled
@@ -81,14 +89,13 @@ def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.Pa
     so that 17 variants stay apart)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     variants = list(dict.fromkeys(label.rsplit(" s", 1)[0] for label in series))
-    tab20 = plt.get_cmap("tab20").colors
-    colours = tab20[0::2] + tab20[1::2]   # ten distinct hues first, then their light shades
+    colours = distinct_colours(len(variants))
     seen: dict[str, int] = {}
     for label, (x, y) in series.items():
         variant = label.rsplit(" s", 1)[0]
         n = seen[variant] = seen.get(variant, -1) + 1
         ax.plot(x, y, marker=".", markersize=3, label=label,
-                color=colours[variants.index(variant) % len(colours)],
+                color=colours[variants.index(variant)],
                 linestyle=("-", "--", ":", "-.")[n % 4])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation BLEU")
@@ -153,15 +160,22 @@ def head_grid(heads: Tensor, src_pieces: list[str], tgt_pieces: list[str],
 
 
 def length_lines(series: dict[str, dict[str, float]], path: str | os.PathLike,
-                 title: str) -> None:
-    """BLEU per source-length bucket, one line per variant (buckets in the order given)."""
+                 title: str, sentences: dict[str, int] | None = None) -> None:
+    """BLEU per source-length bucket, one line per variant (buckets in the order given); with
+    `sentences` (bucket -> count), each bucket's count under its label: a bucket of a few
+    dozen sentences gives a noisy BLEU."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, by_bucket in series.items():
-        ax.plot(list(by_bucket), list(by_bucket.values()), marker="o", label=label)
+    buckets = list(dict.fromkeys(b for by_bucket in series.values() for b in by_bucket))
+    colours = distinct_colours(len(series))
+    for i, (label, by_bucket) in enumerate(series.items()):
+        ax.plot([buckets.index(b) for b in by_bucket], list(by_bucket.values()), label=label,
+                marker="osD^v<>"[i // 10 % 7], color=colours[i])
+    ax.set_xticks(range(len(buckets)), [f"{b}\n({sentences[b]} sent.)" if sentences and
+                                        b in sentences else b for b in buckets])
     ax.set_xlabel("source length (words)")
     ax.set_ylabel("BLEU")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=2 if len(series) > 10 else 1)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

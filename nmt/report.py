@@ -20,7 +20,7 @@ from pathlib import Path
 from sacrebleu.metrics import BLEU
 
 from nmt.alignment_file import packed, quantize_scaled  # the page divides weights by 255
-from nmt.analysis import LENGTH_BUCKETS, bleu_by_length, bucket_label, bucket_of
+from nmt.analysis import LENGTH_BUCKETS, Buckets, bleu_by_length, bucket_label, bucket_of
 from nmt.compare import Run, table_cells, test_files
 from nmt.config import SearchOptions
 from nmt.data.corpus import iter_lines, read_lines
@@ -40,16 +40,16 @@ def text_only(texts: Sequence[str]) -> list[Translation]:
 
 
 def sentence_entries(sources: Sequence[str], references: Sequence[str] | None,
-                     outputs: dict[str, Sequence[Translation]], matrices: bytearray
-                     ) -> list[dict]:
+                     outputs: dict[str, Sequence[Translation]], matrices: bytearray,
+                     buckets: Buckets = LENGTH_BUCKETS) -> list[dict]:
     """One dict per sentence; the alignments go into `matrices`, the dicts hold their offsets.
     Source pieces are stored once per sentence and again only for a variant whose pieces differ."""
     entries = []
     for i, src in enumerate(sources):
         first = next((o[i].src_pieces for o in outputs.values() if o[i].alignment is not None),
                      [])
-        entry: dict = {"src": src, "words": len(src.split()), "bucket": bucket_of(len(src.split())),
-                       "s": first, "out": []}
+        entry: dict = {"src": src, "words": len(src.split()),
+                       "bucket": bucket_of(len(src.split()), buckets), "s": first, "out": []}
         if references is not None:
             entry["ref"] = references[i]
         for out in outputs.values():
@@ -76,7 +76,8 @@ def write_report(path: str | os.PathLike, sources: Sequence[str],
                  references: Sequence[str] | None = None, title: str = "Alignments",
                  subtitle: str = "", table: list[list[str]] | None = None,
                  by_length: dict[str, dict[str, float]] | None = None,
-                 by_length_title: str = "", limit: int = 0) -> int:
+                 by_length_title: str = "", limit: int = 0,
+                 buckets: Buckets = LENGTH_BUCKETS) -> int:
     """Write the report for the first `limit` sentences (0: all) and return its size in bytes.
 
     outputs: variant label -> one Translation per source sentence (with alignments where there
@@ -93,15 +94,16 @@ def write_report(path: str | os.PathLike, sources: Sequence[str],
     outputs = {label: list(out[:n]) for label, out in outputs.items()}
     if by_length is None and refs:
         by_length = {label: {b: v["bleu"] for b, v in
-                             bleu_by_length(sources, [r.text for r in out], refs).items()}
+                             bleu_by_length(sources, [r.text for r in out], refs,
+                                            buckets).items()}
                      for label, out in outputs.items()}
         by_length_title = f"BLEU by source length (words), over the {n} sentences listed"
     matrices = bytearray()
     meta = {"title": title, "subtitle": subtitle, "variants": list(outputs),
-            "buckets": [bucket_label(*b) for b in LENGTH_BUCKETS], "table": table,
+            "buckets": [bucket_label(*b) for b in buckets], "table": table,
             "by_length": by_length, "by_length_title": by_length_title or
             "BLEU by source length (words)",
-            "sentences": sentence_entries(sources, refs, outputs, matrices)}
+            "sentences": sentence_entries(sources, refs, outputs, matrices, buckets)}
     page = template().replace("@@META@@", packed(json.dumps(meta, ensure_ascii=False).encode()))
     page = page.replace("@@ALIGN@@", packed(bytes(matrices)))
     out_path = Path(path)
@@ -127,7 +129,8 @@ def read_report(path: str | os.PathLike) -> tuple[dict, bytes]:
 
 
 def compare_report(runs: list[Run], rows: list[dict], test_sets: list[str], baseline: str,
-                   search: SearchOptions, path: str | os.PathLike, limit: int) -> int:
+                   search: SearchOptions, path: str | os.PathLike, limit: int,
+                   buckets: Buckets = LENGTH_BUCKETS) -> int:
     """The report of nmt-compare on test_sets[0]: one seed per variant (the one with alignments
     for the most sentences; text only beyond them), the results table and the
     BLEU-by-length lines of the whole test set. Returns its size in bytes."""
@@ -150,7 +153,7 @@ def compare_report(runs: list[Run], rows: list[dict], test_sets: list[str], base
     return write_report(path, sources[:n], outputs, refs[:n], title=f"nmt-compare: {name}",
                         subtitle=subtitle, table=table_cells(rows, test_sets, baseline),
                         by_length=by_length, by_length_title=f"{name}: BLEU by source length "
-                        "(words), whole test set, mean over seeds")
+                        "(words), whole test set, mean over seeds", buckets=buckets)
 
 
 def model_label(configs: list[dict]) -> str:

@@ -6,6 +6,7 @@ from sacrebleu.metrics import BLEU
 from nmt.analysis import (
     bleu_by_length,
     bucket_of,
+    buckets_from_bounds,
     convergence,
     time_to_fraction,
     training_speed,
@@ -15,7 +16,19 @@ from nmt.analysis import (
 @pytest.mark.parametrize("n, label", [(0, "1-10"), (1, "1-10"), (10, "1-10"), (11, "11-20"),
                                       (30, "21-30"), (31, "31+"), (400, "31+")])
 def test_buckets(n, label):
+    assert bucket_of(n, buckets_from_bounds([10, 20, 30])) == label
+
+
+@pytest.mark.parametrize("n, label", [(0, "1-10"), (10, "1-10"), (11, "11-15"), (16, "16-20"),
+                                      (20, "16-20"), (21, "21+"), (400, "21+")])
+def test_default_buckets_fit_short_sentences(n, label):
+    """Multi30k's sentences are short: a 31+ bucket would hold 2 of test_2016_flickr's 1,000."""
     assert bucket_of(n) == label
+
+
+def test_buckets_from_bounds():
+    assert buckets_from_bounds([5]) == ((1, 5), (6, None))
+    assert buckets_from_bounds([]) == ((1, None),)
 
 
 def test_bleu_by_length_is_corpus_bleu_of_each_bucket():
@@ -24,7 +37,7 @@ def test_bleu_by_length_is_corpus_bleu_of_each_bucket():
     sources = short + long_
     refs = ["a dog runs fast", "two cats sleep on the mat", long_[0], long_[1] + " x"]
     hyps = ["a dog runs", "two cats sleep on a mat", long_[0], long_[1]]
-    got = bleu_by_length(sources, hyps, refs)
+    got = bleu_by_length(sources, hyps, refs, buckets_from_bounds([10, 20, 30]))
     assert set(got) == {"1-10", "11-20"}
     assert got["1-10"]["sentences"] == 2 and got["11-20"]["sentences"] == 2
     expected = BLEU().corpus_score(hyps[:2], [refs[:2]]).score

@@ -77,7 +77,7 @@ def test_compare_a_sweep(multi30k, tmp_path):
     out = tmp_path / "cmp"
     res = subprocess.run(
         [sys.executable, "-m", "nmt.cli.compare", f"runs={sweep}", f"output_dir={out}",
-         "search.beam_size=2", "samples=50", "alignment_sentences=2",
+         "search.beam_size=2", "samples=50", "alignment_sentences=2", "length_buckets=[9,12]",
          f"hydra.run.dir={tmp_path / 'cmp_log'}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -103,12 +103,14 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert rows["bahdanau"]["steps_to_95"] in (2, 4) and rows["bahdanau"]["minutes_to_95"] > 0
     by_length = rows["bahdanau"]["test_2016_flickr.bleu_by_length"]
     assert sum(rows["bahdanau"]["test_2016_flickr.length_sentences"].values()) == 12
-    assert set(by_length) <= {"1-10", "11-20", "21-30", "31+"}
+    assert set(by_length) <= {"1-9", "10-12", "13+"}   # length_buckets=[9,12]
     assert "BLEU on test_2016_flickr by source length" in (out / "results.md").read_text()
     assert "| location |" in res.stdout and "BLEU test_2016_flickr" in res.stdout
     # report.html: every test sentence; alignments for every variant (kept or decoded).
     meta, _ = read_report(out / "report.html")
     assert len(meta["sentences"]) == 12
+    assert meta["buckets"] == ["1-9", "10-12", "13+"]
+    assert {s["bucket"] for s in meta["sentences"]} <= set(meta["buckets"])
     column = {label: v for v, label in enumerate(meta["variants"])}
     assert set(column) == {"bahdanau", "luong_general", "bahdanau/bahdanau-dec"}
     first = meta["sentences"][0]["out"]

@@ -12,6 +12,7 @@ import pytest
 import torch
 from sacrebleu import sentence_bleu
 
+from nmt.analysis import buckets_from_bounds
 from nmt.report import ReportLines, read_report, write_report
 from nmt.translate import Translation
 from tests.test_dataset import SRC, TGT
@@ -86,7 +87,7 @@ def test_the_report_holds_sentences_bleu_and_8_bit_alignments(tmp_path):
     assert meta["variants"] == list(HYPS)
     assert [s["src"] for s in meta["sentences"]] == SOURCES
     first = meta["sentences"][1]
-    assert first["bucket"] == "11-20" and first["ref"] == REFS[1]
+    assert first["bucket"] == "11-15" and first["ref"] == REFS[1]   # 11 words
     for v, label in enumerate(HYPS):
         item = first["out"][v]
         assert item["hyp"] == HYPS[label][1]
@@ -134,7 +135,8 @@ def test_the_sentence_limit(tmp_path):
 def test_the_report_renders_in_chromium(tmp_path):
     page = tmp_path / "report.html"
     write_report(page, SOURCES * 4, outputs(4), REFS * 4, title="tiny", table=[
-        ["variant", "BLEU"], ["bahdanau", "30.1"], ["luong_general", "31.0"]])
+        ["variant", "BLEU"], ["bahdanau", "30.1"], ["luong_general", "31.0"]],
+        buckets=buckets_from_bounds([10, 20, 30]))
     state = render(page, tmp_path / "profile", "#probe=1")
     assert state["data-errors"] == ""
     assert state["data-ready"] == "1"

@@ -9,6 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from nmt.analysis import buckets_from_bounds
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.compare import compare, decode_run, find_runs, load_run, test_files, write_results
 from nmt.config import CompareConfig
@@ -51,7 +52,8 @@ def compare_main(cfg: DictConfig) -> None:
         log.warning("baseline=%s has no finished run here (variants: %s); testing against %s "
                     "instead", conf.baseline, ", ".join(dict.fromkeys(r.label for r in finished)),
                     baseline)
-    rows, sigs = compare(runs, test_sets, baseline, conf.samples)
+    buckets = buckets_from_bounds(conf.length_buckets)
+    rows, sigs = compare(runs, test_sets, baseline, conf.samples, buckets)
     table = write_results(rows, sigs, test_sets, baseline, out, conf.search)
     print(table)
     first = test_sets[0]
@@ -67,14 +69,17 @@ def compare_main(cfg: DictConfig) -> None:
                                      [m["bleu"] for m in r.metrics]) for r in runs if r.metrics},
            out / "curves_steps.png", xlabel="training steps")
     for name in test_sets:
-        length_lines({r["variant"]: r[f"{name}.bleu_by_length"] for r in ok_rows
-                      if f"{name}.bleu_by_length" in r}, out / f"bleu_by_length_{name}.png",
-                     f"{name}, beam {conf.search.beam_size}: BLEU by source length")
+        counted = [r for r in ok_rows if f"{name}.bleu_by_length" in r]
+        if counted:
+            length_lines({r["variant"]: r[f"{name}.bleu_by_length"] for r in counted},
+                         out / f"bleu_by_length_{name}.png",
+                         f"{name}, beam {conf.search.beam_size}: BLEU by source length",
+                         counted[0][f"{name}.length_sentences"])
     if conf.alignment_sentences > 0:
         write_alignment_grids(finished, first, conf, out / "alignments")
     if conf.report_sentences > 0:
         size = compare_report(runs, rows, test_sets, baseline, conf.search, out / "report.html",
-                              conf.report_sentences)
+                              conf.report_sentences, buckets)
         log.info("report.html: %.1f MB", size / 1e6)
     log.info("results in %s", out)
 
