@@ -385,7 +385,8 @@ def write_results(rows: list[dict], signatures: dict, test_sets: list[str], base
             "sampling, not the seeds' spread); p: paired approximate randomization against "
             f"{baseline}, each seed's run against the same seed's {baseline} run, pooled (a "
             "test of these trained models, not of the variant over all seeds). Train tok/s: "
-            "the mean of the runs' logged rates, under whatever shared their machines; decode "
+            "each run's training tokens over its training seconds, mean over seeds, under "
+            "whatever shared their machines; decode "
             "sent/s: the run's own test decoding where its outputs are reused (its threads and "
             "load), else timed here, the report's sentences with alignments recorded.\n")
     lengths = "".join(length_table(rows, name) for name in test_sets)
