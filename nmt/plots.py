@@ -105,6 +105,40 @@ def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.Pa
     plt.close(fig)
 
 
+def curve_panels(series: dict[str, dict[int, tuple[list[float], list[float]]]],
+                 path: str | os.PathLike, baseline: str | None = None,
+                 xlabel: str = "training steps") -> None:
+    """Validation BLEU, one panel per variant (variant -> seed -> (x, BLEU)) with a line per
+    seed, the baseline's seeds in grey behind every other panel: readable where one plot of
+    every run (17 variants x 3 seeds) is not. The y axis shows the last 12 BLEU under the best
+    run's best, where the variants differ."""
+    cols = min(5, len(series))
+    rows = -(-len(series) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows + 0.6), sharex=True,
+                             sharey=True, squeeze=False)
+    top = max(max(y) for seeds in series.values() for _, y in seeds.values() if y)
+    colours = distinct_colours(10)
+    for ax, (variant, seeds) in zip(axes.flat, series.items(), strict=False):
+        if baseline in series and variant != baseline:
+            for x, y in series[baseline].values():
+                ax.plot(x, y, color="0.8", linewidth=1)
+        for k, (seed, (x, y)) in enumerate(sorted(seeds.items())):
+            ax.plot(x, y, color=colours[k], linewidth=1.2, label=f"seed {seed}")
+        ax.set_title(variant, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(series):]:
+        ax.axis("off")
+    axes.flat[0].set_ylim(max(0.0, top - 12), top + 1)
+    axes.flat[0].legend(fontsize=6, loc="lower right")
+    grey = f"; grey: {baseline}" if baseline in series else ""
+    fig.suptitle(f"validation BLEU by variant{grey}", fontsize=9)
+    fig.supxlabel(xlabel, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def heatmap_grid(items: list[tuple[str, Tensor, list[str], list[str]]],
                  path: str | os.PathLike, title: str | None = None) -> None:
     """One alignment heatmap per (label, alignment, src pieces, tgt pieces), side by side, with

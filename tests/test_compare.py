@@ -82,7 +82,8 @@ def test_compare_a_sweep(multi30k, tmp_path):
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     for name in ("results.md", "results.csv", "results.json", "bleu.png", "curves.png",
-                 "curves_steps.png", "bleu_by_length_test_2016_flickr.png",
+                 "curves_steps.png", "curves_by_variant.png",
+                 "bleu_by_length_test_2016_flickr.png",
                  "alignments/1.png", "alignments/2.png"):
         assert (out / name).is_file(), name
     assert matplotlib.image.imread(out / "bleu.png").ndim == 3

@@ -15,7 +15,7 @@ from nmt.compare import compare, decode_run, find_runs, load_run, test_files, wr
 from nmt.config import CompareConfig
 from nmt.data.corpus import read_lines
 from nmt.device import setup_device
-from nmt.plots import bleu_bars, curves, heatmap_grid, length_lines
+from nmt.plots import bleu_bars, curve_panels, curves, heatmap_grid, length_lines
 from nmt.report import compare_report
 
 log = logging.getLogger("nmt")
@@ -68,6 +68,13 @@ def compare_main(cfg: DictConfig) -> None:
     curves({f"{r.label} s{r.seed}": ([m["step"] for m in r.metrics],
                                      [m["bleu"] for m in r.metrics]) for r in runs if r.metrics},
            out / "curves_steps.png", xlabel="training steps")
+    panels: dict[str, dict[int, tuple[list[float], list[float]]]] = {}
+    for r in runs:
+        if r.metrics:
+            panels.setdefault(r.label, {})[r.seed] = ([m["step"] for m in r.metrics],
+                                                      [m["bleu"] for m in r.metrics])
+    if panels:
+        curve_panels(panels, out / "curves_by_variant.png", baseline)
     for name in test_sets:
         counted = [r for r in ok_rows if f"{name}.bleu_by_length" in r]
         if counted:
