@@ -8,10 +8,18 @@ from collections.abc import Sequence
 from sacrebleu.metrics import BLEU
 
 Buckets = tuple[tuple[int, int | None], ...]
+BOUNDS_RULE = "must be increasing positive whole numbers (upper bounds in words, e.g. [10,15,20])"
+
+
+def bounds_ok(bounds: Sequence[int]) -> bool:
+    return (len(bounds) > 0 and all(type(b) is int and b > 0 for b in bounds)
+            and list(bounds) == sorted(set(bounds)))
 
 
 def buckets_from_bounds(bounds: Sequence[int]) -> Buckets:
     """Inclusive upper bounds (words) -> buckets: [10, 15, 20] -> 1-10, 11-15, 16-20, 21+."""
+    if not bounds_ok(bounds):
+        raise ValueError(f"length buckets {list(bounds)}: {BOUNDS_RULE}")
     lows = [1] + [b + 1 for b in bounds]
     return tuple(zip(lows, [*bounds, None], strict=True))
 

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from nmt.analysis import BOUNDS_RULE, bounds_ok
 from nmt.precision import PRECISIONS
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -18,6 +19,7 @@ POSITIVE: Rule = (lambda v: v > 0, "must be positive")
 NON_NEGATIVE: Rule = (lambda v: v >= 0, "must be 0 or more")
 FRACTION: Rule = (lambda v: 0 <= v < 1, "must be at least 0 and below 1")
 PRECISION: Rule = (lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}")
+LENGTH_BOUNDS: Rule = (bounds_ok, BOUNDS_RULE)
 
 # Dataclass name -> field -> rule.
 RULES: dict[str, dict[str, Rule]] = {
@@ -65,13 +67,10 @@ RULES: dict[str, dict[str, Rule]] = {
     "PreprocessConfig": {"threads": NON_NEGATIVE},
     "TranslateConfig": {"threads": NON_NEGATIVE, "precision": PRECISION,
                         "max_heatmaps": NON_NEGATIVE, "chunk_lines": POSITIVE,
-                        "report_sentences": NON_NEGATIVE},
+                        "report_sentences": NON_NEGATIVE, "length_buckets": LENGTH_BOUNDS},
     "CompareConfig": {"threads": NON_NEGATIVE, "precision": PRECISION, "samples": POSITIVE,
                       "alignment_sentences": NON_NEGATIVE, "report_sentences": NON_NEGATIVE,
-                      "length_buckets": (lambda v: all(isinstance(b, int) and b > 0 for b in v)
-                                         and list(v) == sorted(set(v)),
-                                         "must be increasing positive whole numbers (upper "
-                                         "bounds in words, e.g. [10,15,20])")},
+                      "length_buckets": LENGTH_BOUNDS},
     "AverageConfig": {"last": POSITIVE},
 }
 

@@ -156,6 +156,8 @@ class TranslateConfig:
     heatmap_dir: str | None = None    # default: <hydra run dir>/heatmaps
     max_heatmaps: int = 100
     heatmap_heads: bool = False       # multi-head attention: also <line>.heads.png, one per head
+    length_buckets: list[int] = field(default_factory=lambda: [10, 15, 20])  # the report's BLEU
+    #                                   by source length: upper bounds in words (1-10, ..., 21+)
     report_sentences: int = 500       # heatmaps=true: the first N lines in heatmap_dir/
     #                                   report.html (0: no report)
     chunk_lines: int = 2000           # lines read, translated and written at a time (a terminal

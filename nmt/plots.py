@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 # Figures grow with the sentence, up to this (matplotlib refuses images over 2^16 pixels a side;
@@ -105,32 +107,45 @@ def curves(series: dict[str, tuple[list[float], list[float]]], path: str | os.Pa
     plt.close(fig)
 
 
+def seed_colours(series: dict[str, dict[int, object]]) -> dict[int, tuple]:
+    """Seed number -> its colour, the same in every panel (a panel of seeds 2 and 3 does not
+    draw seed 2 in seed 1's colour)."""
+    seeds = sorted({seed for by_seed in series.values() for seed in by_seed})
+    return dict(zip(seeds, distinct_colours(len(seeds)), strict=True))
+
+
 def curve_panels(series: dict[str, dict[int, tuple[list[float], list[float]]]],
                  path: str | os.PathLike, baseline: str | None = None,
                  xlabel: str = "training steps") -> None:
     """Validation BLEU, one panel per variant (variant -> seed -> (x, BLEU)) with a line per
-    seed, the baseline's seeds in grey behind every other panel: readable where one plot of
-    every run (17 variants x 3 seeds) is not. The y axis shows the last 12 BLEU under the best
-    run's best, where the variants differ."""
+    seed (one colour per seed number in every panel), the baseline's seeds in grey behind every
+    other panel: readable where one plot of every run (17 variants x 3 seeds) is not. The y
+    axis starts 12 BLEU under the best run's best, where the variants differ, or lower if a
+    variant's best is lower."""
     cols = min(5, len(series))
     rows = -(-len(series) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows + 0.6), sharex=True,
                              sharey=True, squeeze=False)
-    top = max(max(y) for seeds in series.values() for _, y in seeds.values() if y)
-    colours = distinct_colours(10)
+    bests = [max((v for v in y if math.isfinite(v)), default=math.nan)
+             for seeds in series.values() for _, y in seeds.values()]
+    bests = [b for b in bests if math.isfinite(b)]
+    colour = seed_colours(series)
     for ax, (variant, seeds) in zip(axes.flat, series.items(), strict=False):
         if baseline in series and variant != baseline:
             for x, y in series[baseline].values():
                 ax.plot(x, y, color="0.8", linewidth=1)
-        for k, (seed, (x, y)) in enumerate(sorted(seeds.items())):
-            ax.plot(x, y, color=colours[k], linewidth=1.2, label=f"seed {seed}")
+        for seed, (x, y) in sorted(seeds.items()):
+            ax.plot(x, y, color=colour[seed], linewidth=1.2)
         ax.set_title(variant, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(series):]:
         ax.axis("off")
-    axes.flat[0].set_ylim(max(0.0, top - 12), top + 1)
-    axes.flat[0].legend(fontsize=6, loc="lower right")
+    if bests:
+        top = max(bests)
+        axes.flat[0].set_ylim(max(0.0, min(top - 12, min(bests) - 2)), top + 1)
+    axes.flat[0].legend([Line2D([], [], color=c) for c in colour.values()],
+                        [f"seed {s}" for s in colour], fontsize=6, loc="lower right")
     grey = f"; grey: {baseline}" if baseline in series else ""
     fig.suptitle(f"validation BLEU by variant{grey}", fontsize=9)
     fig.supxlabel(xlabel, fontsize=8)

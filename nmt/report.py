@@ -181,11 +181,11 @@ class ReportLines:
             self.results.append(result)
 
     def write(self, path: str | os.PathLike, label: str, reference: str | None = None,
-              subtitle: str = "") -> int:
+              subtitle: str = "", buckets: Buckets = LENGTH_BUCKETS) -> int:
         """The report of the kept lines, with sentence BLEU when a reference file is given (only
         its first lines are read). Returns its size in bytes."""
         refs = list(islice(iter_lines(reference), len(self.sources))) if reference else None
         if refs is not None and len(refs) < len(self.sources):
             raise ValueError(f"{reference} has {len(refs)} lines, fewer than the input")
         return write_report(path, self.sources, {label: self.results}, refs,
-                            title=f"nmt-translate: {label}", subtitle=subtitle)
+                            title=f"nmt-translate: {label}", subtitle=subtitle, buckets=buckets)

@@ -56,10 +56,14 @@ EXTRA: list[str] = []   # nmt-train overrides given on this script's command lin
 
 
 def copy_light(src: Path, dst: Path, first_record: bool = False) -> None:
-    """With first_record, a .hydra/ already in dst is kept: Hydra rewrites a run's .hydra/
-    whenever its sweep runs again, even when the run is skipped."""
+    """With first_record, the files of a .hydra/ already in dst are kept (only those it lacks,
+    as after a copy cut short, are copied): Hydra rewrites a run's .hydra/ whenever its sweep
+    runs again, even when the run is skipped."""
     for name in LIGHT:
         if first_record and name == ".hydra" and (dst / name).is_dir():
+            for f in (src / name).iterdir():
+                if f.is_file() and not (dst / name / f.name).exists():
+                    shutil.copy2(f, dst / name / f.name)
             continue
         if (src / name).is_dir():
             shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
@@ -128,7 +132,11 @@ def train(sweep: str, *overrides: str) -> None:
                     code = proc.wait(timeout=60)
                     break
                 except subprocess.TimeoutExpired:
-                    collect()   # every finished run is kept within a minute, not at the end
+                    try:   # every finished run is kept within a minute, not at the end
+                        collect()
+                    except Exception as err:   # noqa: BLE001 (never leave the sweep alone)
+                        print(f"keeping finished runs failed, retried in a minute: {err!r}",
+                              flush=True)
             except KeyboardInterrupt:   # the sweep saves last.pt and stops
                 forward(signal.SIGINT, None)
     finally:
@@ -272,8 +280,8 @@ def main() -> None:
         top5 = ranked_by_validation(*first)[:5]
         # the baseline too: every variant's three seeds then pair with bahdanau's three
         third = selection(f"seed3{t}", top5 + ([] if "bahdanau" in top5 else ["bahdanau"]))
-        print("third seeds (the five best by validation BLEU, and bahdanau):", ", ".join(third),
-              flush=True)
+        print("third seeds (the five best by validation BLEU, and bahdanau, the baseline):",
+              ", ".join(third), flush=True)
         for decoder, names in sorted(by_decoder(third).items()):
             sweep = f"compare_converged_seed3_{decoder}{t}"
             train(sweep, "seed=3", f"decoder={decoder}", f"attention={','.join(names)}")

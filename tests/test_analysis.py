@@ -28,7 +28,9 @@ def test_default_buckets_fit_short_sentences(n, label):
 
 def test_buckets_from_bounds():
     assert buckets_from_bounds([5]) == ((1, 5), (6, None))
-    assert buckets_from_bounds([]) == ((1, None),)
+    for wrong in ([], [20, 10], [10, 10], [0, 5], [True], [2.5]):
+        with pytest.raises(ValueError, match="increasing positive whole numbers"):
+            buckets_from_bounds(wrong)
 
 
 def test_bleu_by_length_is_corpus_bleu_of_each_bucket():
@@ -69,3 +71,20 @@ def test_convergence_labels():
     assert convergence("early_stopping") == "converged"
     assert convergence("max_minutes") == "capped"
     assert convergence("non_finite_loss") == "non_finite_loss"
+
+
+def test_curve_panels_colour_each_seed_alike_and_survive_odd_curves(tmp_path):
+    """A panel of seeds 2 and 3 draws seed 2 in the colour the legend gives seed 2; twelve
+    seeds, a curve with a NaN and one without any finite value do not stop the figure."""
+    import matplotlib.image
+
+    from nmt.plots import curve_panels, seed_colours
+
+    series = {"a": {1: ([1, 2], [10.0, 20.0]), 2: ([1, 2], [11.0, 19.0])},
+              "b": {2: ([1, 2], [5.0, float("nan")]), 3: ([1], [float("nan")])}}
+    colour = seed_colours(series)
+    assert list(colour) == [1, 2, 3] and len(set(colour.values())) == 3
+    many = {"c": {s: ([1, 2], [1.0, float(s)]) for s in range(1, 13)}}
+    assert len(set(seed_colours(many).values())) == 12
+    curve_panels(series | many, tmp_path / "p.png", baseline="a")
+    assert matplotlib.image.imread(tmp_path / "p.png").ndim == 3

@@ -332,6 +332,7 @@ def test_a_stop_asked_for_ends_the_plan_even_if_the_sweep_ends_well(tmp_path, mo
         with pytest.raises(SystemExit, match="stop requested"):
             script.train("compare_converged", "seed=1")
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL   # restored
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGHUP, hup)
     assert sent == [(12345, signal.SIGTERM)]   # a hangup stops the sweep as SIGTERM does
@@ -379,3 +380,43 @@ def test_ctrl_c_while_collecting_still_stops_the_sweep(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="exit status 3"):
         script.train("compare_converged", "seed=1")
     assert sent == [signal.SIGINT]
+
+
+def test_a_kept_record_cut_short_is_completed_and_a_failed_copy_does_not_stop_the_wait(
+        tmp_path, monkeypatch):
+    """A .hydra/ copy cut short (config.yaml without hydra.yaml) would name location_smooth
+    `location` after a restore; and a copy that fails must not end the script while its sweep
+    trains on alone."""
+    sweeps, kept = tmp_path / "multirun", tmp_path / "kept"
+    monkeypatch.setattr(script, "SWEEPS", sweeps)
+    monkeypatch.setattr(script, "KEPT", kept)
+    fake_run(sweeps / "compare_converged", "9_location_luong_seed1", "location", "luong", 35.0,
+             0.0, "location_smooth")
+    copy = kept / "compare_converged" / "9_location_luong_seed1"
+    (copy / ".hydra").mkdir(parents=True)
+    (copy / ".hydra" / "config.yaml").write_text("first: record\n")   # the cut copy
+    script.collect()
+    assert (copy / ".hydra" / "config.yaml").read_text() == "first: record\n"
+    assert "location_smooth" in (copy / ".hydra" / "hydra.yaml").read_text()
+
+    waits = iter([subprocess.TimeoutExpired("nmt-train", 60), 0])
+
+    def wait(self, timeout=None):
+        got = next(waits)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(script.subprocess, "Popen", type("Sweep", (), {
+        "__init__": lambda self, cmd, **kw: None, "pid": 1, "wait": wait}))
+    calls = []
+
+    def collect():   # fails while the sweep runs, works after its end
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return []
+
+    monkeypatch.setattr(script, "collect", collect)
+    script.train("compare_converged", "seed=1")   # waited for the sweep's end, status 0
+    assert len(calls) == 2

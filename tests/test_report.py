@@ -156,6 +156,9 @@ def test_the_report_renders_in_chromium(tmp_path):
     state = render(page, tmp_path / "profile", "#s=1")
     assert state["data-errors"] == "" and state["data-rows"] == "3"
     assert state["data-selected"] == "2" and state["data-heatmaps"] == "1"
+    # A link made for other length buckets lists every sentence, not none.
+    state = render(page, tmp_path / "profile", "#bucket=31%2B")
+    assert state["data-errors"] == "" and state["data-rows"] == "3"
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ def train_with(**sections):
     (CompareConfig(length_buckets=[20, 10]), "length_buckets=[20, 10]"),
     (CompareConfig(length_buckets=[0, 10]), "length_buckets=[0, 10]"),
     (CompareConfig(length_buckets=[10, 10]), "length_buckets=[10, 10]"),
+    (TranslateConfig(length_buckets=[]), "length_buckets=[]"),
 ])
 def test_impossible_values_are_refused_naming_the_key(cfg, key):
     with pytest.raises(ValueError, match="^" + key.replace("[", r"\[").replace("]", r"\]")):

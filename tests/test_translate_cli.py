@@ -15,6 +15,7 @@ import nmt
 from nmt import checkpoint
 from nmt.data.tokenizer import EOS, train_or_load
 from nmt.model.seq2seq import ModelSpec, Seq2Seq
+from nmt.report import read_report
 from tests.test_dataset import SRC, TGT
 
 MODEL = {"emb_size": 16, "hidden_size": 16, "dropout": 0.0}
@@ -52,7 +53,7 @@ def test_chunks_give_the_lines_in_order(ckpt, tmp_path):
     outs = []
     for chunk in (1, 3, 1000):
         res = cli(ckpt, tmp_path, f"input={tmp_path / 'in.txt'}", f"chunk_lines={chunk}",
-                  "search.beam_size=2", "heatmaps=true", "max_heatmaps=2",
+                  "search.beam_size=2", "heatmaps=true", "max_heatmaps=2", "length_buckets=[3,6]",
                   f"heatmap_dir={tmp_path / f'maps{chunk}'}")
         assert res.returncode == 0, res.stderr[-2000:]
         outs.append(res.stdout.split("\n")[:-1])
@@ -62,6 +63,8 @@ def test_chunks_give_the_lines_in_order(ckpt, tmp_path):
             ["1.png", "2.png"]
     assert len(outs[0]) == len(lines) and outs[0] == outs[1] == outs[2]
     assert outs[0][7] == outs[0][8] == ""
+    meta, _ = read_report(tmp_path / "maps3" / "report.html")   # the report's length buckets
+    assert meta["buckets"] == ["1-3", "4-6", "7+"] and len(meta["sentences"]) == len(lines)
 
 
 def test_a_terminal_gets_each_translation_as_its_line_is_typed(ckpt, tmp_path):

@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from nmt.analysis import buckets_from_bounds
 from nmt.api import load
 from nmt.cli.common import register_schemas, to_object, user_errors
 from nmt.config import TranslateConfig
@@ -207,7 +208,8 @@ def translate_main(cfg: DictConfig) -> None:
         size = kept.write(maps.folder / "report.html", model_label(translator.configs),
                           conf.reference, subtitle=f"{conf.input or 'stdin'}: the first "
                           f"{len(kept.sources)} lines, beam {conf.search.beam_size}, length "
-                          f"penalty {conf.search.alpha}, {', '.join(translator.paths)}")
+                          f"penalty {conf.search.alpha}, {', '.join(translator.paths)}",
+                          buckets=buckets_from_bounds(conf.length_buckets))
         print(f"report: {maps.folder / 'report.html'} ({size / 1e6:.1f} MB)", file=sys.stderr)
 
 
