@@ -352,13 +352,10 @@ def test_under_nohup_a_hangup_is_left_ignored(tmp_path, monkeypatch):
     assert seen == [signal.SIG_IGN]
 
 
-def test_ctrl_c_while_collecting_still_stops_the_sweep(tmp_path, monkeypatch):
-    """The sweep runs in its own session: leaving it training would let a second invocation
-    train the same runs at once."""
-    monkeypatch.setattr(script, "SWEEPS", tmp_path)
-    sent = []
-    monkeypatch.setattr(script.os, "killpg", lambda pid, sig: sent.append(sig))
-    waits = iter([subprocess.TimeoutExpired("nmt-train", 60), 3])
+def sweep_running_a_minute(monkeypatch, code: int) -> None:
+    """A sweep still running at the first minute's wait (the plan keeps runs then), ended
+    with `code` at the second."""
+    waits = iter([subprocess.TimeoutExpired("nmt-train", 60), code])
 
     def wait(self, timeout=None):
         got = next(waits)
@@ -368,6 +365,15 @@ def test_ctrl_c_while_collecting_still_stops_the_sweep(tmp_path, monkeypatch):
 
     monkeypatch.setattr(script.subprocess, "Popen", type("Sweep", (), {
         "__init__": lambda self, cmd, **kw: None, "pid": 1, "wait": wait}))
+
+
+def test_ctrl_c_while_collecting_still_stops_the_sweep(tmp_path, monkeypatch):
+    """The sweep runs in its own session: leaving it training would let a second invocation
+    train the same runs at once."""
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    sent = []
+    monkeypatch.setattr(script.os, "killpg", lambda pid, sig: sent.append(sig))
+    sweep_running_a_minute(monkeypatch, code=3)
     collected = []
 
     def collect():
@@ -399,16 +405,7 @@ def test_a_kept_record_cut_short_is_completed_and_a_failed_copy_does_not_stop_th
     assert (copy / ".hydra" / "config.yaml").read_text() == "first: record\n"
     assert "location_smooth" in (copy / ".hydra" / "hydra.yaml").read_text()
 
-    waits = iter([subprocess.TimeoutExpired("nmt-train", 60), 0])
-
-    def wait(self, timeout=None):
-        got = next(waits)
-        if isinstance(got, Exception):
-            raise got
-        return got
-
-    monkeypatch.setattr(script.subprocess, "Popen", type("Sweep", (), {
-        "__init__": lambda self, cmd, **kw: None, "pid": 1, "wait": wait}))
+    sweep_running_a_minute(monkeypatch, code=0)
     calls = []
 
     def collect():   # fails while the sweep runs, works after its end
