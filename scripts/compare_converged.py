@@ -247,12 +247,21 @@ def status(tag: str) -> None:
             print("  " + run_line(run))
 
 
+def seed_list(text: str) -> str:
+    """Comma-separated seeds (the stage counts its runs by them), as Hydra's sweep takes them."""
+    seeds = text.split(",")
+    if not all(s.strip().isdigit() for s in seeds) or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: different whole numbers, comma-separated")
+    return ",".join(s.strip() for s in seeds)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--until", choices=STAGES, default="table")
     ap.add_argument("--tag", default="", help="a second comparison beside the first (e.g. gpu): "
                     "sweep folders and tables get _TAG")
-    ap.add_argument("--base-seeds", default="1,2")
+    ap.add_argument("--base-seeds", default="1,2", type=seed_list,
+                    help="seeds of the base stage, e.g. 1,2,3")
     ap.add_argument("--collect", action="store_true", help="only copy the finished runs' light "
                     "files into benchmarks/results/compare_converged/sweeps (while a sweep runs)")
     ap.add_argument("--status", action="store_true", help="only list each sweep's runs: "

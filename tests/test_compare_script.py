@@ -239,6 +239,16 @@ def test_the_plan_keys_cannot_be_overridden(tmp_path, monkeypatch):
         script.main()
 
 
+@pytest.mark.parametrize("seeds", ["range(1,4)", "1,1", "1,,2", "a"])
+def test_base_seeds_must_be_a_list_the_stage_can_count(tmp_path, monkeypatch, capsys, seeds):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    calls = fake_sweeps(monkeypatch)
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--base-seeds", seeds])
+    with pytest.raises(SystemExit):
+        script.main()
+    assert calls == [] and "--base-seeds" in capsys.readouterr().err
+
+
 def test_the_base_stage_trains_in_bf16_and_the_small_stages_in_fp32(tmp_path, monkeypatch):
     calls = first_stages_finished(tmp_path, monkeypatch)
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "base"])
