@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from sacrebleu.metrics import BLEU
 
+from nmt.config import LENGTH_BOUNDS
+
 Buckets = tuple[tuple[int, int | None], ...]
 BOUNDS_RULE = "must be increasing positive whole numbers (upper bounds in words, e.g. [10,15,20])"
 
@@ -24,10 +26,7 @@ def buckets_from_bounds(bounds: Sequence[int]) -> Buckets:
     return tuple(zip(lows, [*bounds, None], strict=True))
 
 
-# Source-sentence length buckets, in whitespace-separated words. Multi30k's sentences are short
-# (test_2016_flickr: quartiles 9, 11 and 14 words): 21+ holds 37 of its 1,000, where 31+ would
-# hold 2. nmt-compare's length_buckets sets others.
-LENGTH_BOUNDS = (10, 15, 20)
+# Source-sentence length buckets, in whitespace-separated words (length_buckets sets others).
 LENGTH_BUCKETS: Buckets = buckets_from_bounds(LENGTH_BOUNDS)
 
 
