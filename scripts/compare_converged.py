@@ -101,35 +101,42 @@ def restore(sweep: str) -> list[Path]:
 
 
 def train(sweep: str, *overrides: str) -> None:
-    restore(sweep)
-    data = os.environ.get("NMT_DATA")   # a local Multi30k; unset: downloaded to data/
-    local = [f"data.root={data}", "data.download=false"] if data else []
-    cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides, *EXTRA,
-           f"hydra.sweep.dir={SWEEPS / sweep}"]
-    print("+", " ".join(cmd), flush=True)
-    # Its own process group, which gets this script's Ctrl-C and SIGTERM: killing the script
-    # alone no longer leaves a sweep training on (a second invocation would train the same runs).
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
-
     stopped = []   # a stop asked for: the plan ends after this sweep, whatever its status
+    child: list[subprocess.Popen] = []
 
     def forward(signum: int, frame: object) -> None:
         stopped.append(signum)
-        try:   # a hangup asks the sweep to stop as SIGTERM does (it saves last.pt)
-            os.killpg(proc.pid, signal.SIGTERM if signum == signal.SIGHUP else signum)
-        except ProcessLookupError:   # it has ended already
-            pass
+        for proc in child:   # none yet: it is stopped as soon as it has started
+            try:   # a hangup asks the sweep to stop as SIGTERM does (it saves last.pt)
+                os.killpg(proc.pid, signal.SIGTERM if signum == signal.SIGHUP else signum)
+            except ProcessLookupError:   # it has ended already
+                pass
 
-    # SIGHUP: the sweep, in a session of its own, would outlive a closed terminal. Not where
-    # it is ignored already (nohup): that caller wants the plan to go on.
-    wanted = [signal.SIGTERM] + ([signal.SIGHUP]
-                                 if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN else [])
+    # Handled before the sweep starts, so that no signal can end this script and leave the
+    # sweep, in a session of its own, training alone. SIGHUP and SIGINT not where they are
+    # ignored already (nohup, a background job): that caller wants the plan to go on.
+    wanted = [signal.SIGTERM] + [sig for sig in (signal.SIGHUP, signal.SIGINT)
+                                 if signal.getsignal(sig) != signal.SIG_IGN]
     before = {sig: signal.signal(sig, forward) for sig in wanted}
     try:
+        restore(sweep)
+        data = os.environ.get("NMT_DATA")   # a local Multi30k; unset: downloaded to data/
+        local = [f"data.root={data}", "data.download=false"] if data else []
+        cmd = ["nmt-train", "-m", "experiment=compare", *local, *overrides, *EXTRA,
+               f"hydra.sweep.dir={SWEEPS / sweep}"]
+        if stopped:
+            raise SystemExit(f"stop requested before {cmd[0]} started")
+        print("+", " ".join(cmd), flush=True)
+        # Its own process group, which gets this script's Ctrl-C and SIGTERM: killing the
+        # script alone no longer leaves a sweep training on (a second invocation would train
+        # the same runs).
+        child.append(subprocess.Popen(cmd, cwd=ROOT, start_new_session=True))
+        if stopped:   # asked for while it started
+            forward(stopped[-1], None)
         while True:
             try:   # Ctrl-C may come at any point of the loop, collect() included
                 try:
-                    code = proc.wait(timeout=60)
+                    code = child[0].wait(timeout=60)
                     break
                 except subprocess.TimeoutExpired:
                     try:   # every finished run is kept within a minute, not at the end

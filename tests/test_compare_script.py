@@ -326,13 +326,17 @@ class StopsOnce:
         return self
 
     def wait(self, timeout: float | None = None) -> int:
-        os.kill(os.getpid(), self.signum)   # the handler runs before kill() returns
+        signum, self.signum = self.signum, 0
+        if signum:   # the handler runs before kill() returns
+            os.kill(os.getpid(), signum)
         return self.code
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum, passed", [(signal.SIGTERM, signal.SIGTERM),
+                                             (signal.SIGHUP, signal.SIGTERM),
+                                             (signal.SIGINT, signal.SIGINT)])
 def test_a_stop_asked_for_ends_the_plan_even_if_the_sweep_ends_well(tmp_path, monkeypatch,
-                                                                      signum):
+                                                                      signum, passed):
     monkeypatch.setattr(script, "SWEEPS", tmp_path)
     sent = []
     monkeypatch.setattr(script.os, "killpg", lambda pid, sig: sent.append((pid, sig)))
@@ -345,7 +349,46 @@ def test_a_stop_asked_for_ends_the_plan_even_if_the_sweep_ends_well(tmp_path, mo
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGHUP, hup)
-    assert sent == [(12345, signal.SIGTERM)]   # a hangup stops the sweep as SIGTERM does
+    assert sent == [(12345, passed)]   # a hangup stops the sweep as SIGTERM does
+
+
+class StopsWhileStarting:
+    """A signal that comes after the sweep was started, before the plan holds its process."""
+    pid = 12345
+
+    def __init__(self, cmd, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 3
+
+
+def test_a_stop_while_the_sweep_starts_still_reaches_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    sent, outside = [], []
+    monkeypatch.setattr(script.os, "killpg", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(script.subprocess, "Popen", StopsWhileStarting)
+    term = signal.signal(signal.SIGTERM, lambda *a: outside.append(a))   # never kill pytest
+    try:
+        with pytest.raises(SystemExit, match="stop requested"):
+            script.train("compare_converged", "seed=1")
+    finally:
+        signal.signal(signal.SIGTERM, term)
+    assert sent == [(12345, signal.SIGTERM)] and not outside
+
+
+def test_a_stop_before_the_sweep_starts_starts_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(script, "SWEEPS", tmp_path)
+    calls = fake_sweeps(monkeypatch)
+    outside = []
+    monkeypatch.setattr(script, "restore", lambda sweep: os.kill(os.getpid(), signal.SIGTERM))
+    term = signal.signal(signal.SIGTERM, lambda *a: outside.append(a))
+    try:
+        with pytest.raises(SystemExit, match="stop requested before nmt-train started"):
+            script.train("compare_converged", "seed=1")
+    finally:
+        signal.signal(signal.SIGTERM, term)
+    assert calls == [] and not outside
 
 
 def test_under_nohup_a_hangup_is_left_ignored(tmp_path, monkeypatch):
