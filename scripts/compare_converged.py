@@ -7,7 +7,8 @@ Stages (`experiment=compare`, model=small unless said otherwise):
   1. seeds  every mechanism of the Luong decoder, seeds 1 and 2;
   2. bdec   bahdanau and luong_general in the Bahdanau decoder, seeds 1 and 2;
   3. seed3  a third seed for the five variants with the best mean *validation* BLEU, and for
-            bahdanau (the baseline of the significance tests) if it is not among them;
+            bahdanau (the baseline of the significance tests) if it is not among them
+            (luong_concat, the same computation as bahdanau, is never chosen: SAME_AS);
   4. base   model=base for the three best variants and bahdanau (Luong decoder), seeds 1, 2,
             in bf16 mixed precision (1.5x faster here; it kept bahdanau's BLEU, RESULTS.md);
   5. table  nmt-compare over everything finished (small and base in separate tables).
@@ -47,6 +48,10 @@ LIGHT = ("metrics.jsonl", "test", ".hydra", "summary.json")
 MECHANISMS = ("bahdanau,location,luong_general,normed_bahdanau,scaled_dot,local_p,local_m,"
               "multihead,gmm,location_smooth,monotonic_bahdanau,monotonic_luong,luong_dot,"
               "scaled_luong,luong_concat")   # this order: job numbers of the running sweep
+# Mechanisms that compute exactly what another does (attention-spec: Luong's concat score is
+# Bahdanau's additive score, so the same seed trains the same run). They stay in the tables but
+# are never chosen for a third seed or base size: the other, bahdanau, trains those anyway.
+SAME_AS = {"luong_concat": "bahdanau"}
 STAGES = ("seeds", "bdec", "seed3", "base", "table")
 PLAN_KEYS = ("seed", "attention", "decoder", "model", "experiment", "precision",
              "hydra.sweep.dir")
@@ -293,7 +298,7 @@ def main() -> None:
     if "seed3" in stages:
         complete(first[0], 2 * len(MECHANISMS.split(",")))
         complete(first[1], 4)
-        top5 = ranked_by_validation(*first)[:5]
+        top5 = [v for v in ranked_by_validation(*first) if v not in SAME_AS][:5]
         # the baseline too: every variant's three seeds then pair with bahdanau's three
         third = selection(f"seed3{t}", top5 + ([] if "bahdanau" in top5 else ["bahdanau"]))
         print("third seeds (the five best by validation BLEU, and bahdanau, the baseline):",
@@ -304,7 +309,7 @@ def main() -> None:
             complete(sweep, len(names), "the next stage")
     if "base" in stages:
         complete(first[0], 2 * len(MECHANISMS.split(",")))
-        best = [v for v in ranked_by_validation(*first) if "/" not in v]
+        best = [v for v in ranked_by_validation(*first) if "/" not in v and v not in SAME_AS]
         names = selection(f"base{t}", best[:3] + ([] if "bahdanau" in best[:3] else ["bahdanau"]))
         print("base size:", ", ".join(names), flush=True)
         # model=base takes 2-3 hours a run here in bf16: the step budget ends it, not the cap

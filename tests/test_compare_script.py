@@ -278,6 +278,27 @@ def test_the_baseline_gets_a_third_seed_when_it_is_not_among_the_five_best(tmp_p
     assert len(list((tmp_path / "compare_converged_seed3_luong").glob("*/summary.json"))) == 6
 
 
+def test_a_variant_that_computes_what_bahdanau_does_is_not_chosen_again(tmp_path,
+                                                                         monkeypatch):
+    """luong_concat trains the very run bahdanau trains with the same seed (its two first
+    seeds differ only where one run was interrupted): a third seed or a base run of it would
+    repeat bahdanau's, so the next variant takes its place."""
+    calls = first_stages_finished(tmp_path, monkeypatch)
+    names = ["bahdanau", "location", "location_smooth", "gmm", "multihead", "luong_concat"]
+    monkeypatch.setattr(script, "MECHANISMS", ",".join(names))
+    shutil.rmtree(tmp_path / "compare_converged")
+    finished_stage(tmp_path / "compare_converged", names, {
+        "bahdanau": 34.3, "location": 33.0, "location_smooth": 35.0, "gmm": 32.0,
+        "multihead": 34.0, "luong_concat": 34.5})
+    monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "base"])
+    script.main()
+    chosen = json.loads((script.KEPT / "selection.json").read_text())
+    assert chosen["seed3"] == ["location_smooth", "bahdanau", "multihead", "location", "gmm"]
+    assert chosen["base"] == ["location_smooth", "bahdanau", "multihead"]
+    later = [c for c in calls if "seed=3" in c or "model=base" in c]
+    assert len(later) == 2 and not any("luong_concat" in o for c in later for o in c)
+
+
 @pytest.mark.parametrize("stage", ["seed3", "base"])
 def test_a_sweep_that_ends_with_a_run_unfinished_stops_the_plan(tmp_path, monkeypatch, stage):
     """With the parallel launcher a run stopped by a signal can leave its sweep with status 0:
