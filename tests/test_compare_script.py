@@ -258,14 +258,20 @@ def test_the_base_stage_trains_in_bf16_and_the_small_stages_in_fp32(tmp_path, mo
     assert all(not any(o.startswith("precision=") for o in c) for c in calls if c not in base)
 
 
+def six_mechanisms_finished(tmp_path, monkeypatch, valid: dict[str, float]) -> list:
+    """first_stages_finished with the seeds stage of the mechanisms in `valid` (their mean
+    validation BLEU) instead of three."""
+    calls = first_stages_finished(tmp_path, monkeypatch)
+    monkeypatch.setattr(script, "MECHANISMS", ",".join(valid))
+    shutil.rmtree(tmp_path / "compare_converged")
+    finished_stage(tmp_path / "compare_converged", list(valid), valid)
+    return calls
+
+
 def test_the_baseline_gets_a_third_seed_when_it_is_not_among_the_five_best(tmp_path,
                                                                           monkeypatch):
     """Without it, the five variants' three seeds would pair with two of bahdanau's."""
-    calls = first_stages_finished(tmp_path, monkeypatch)
-    names = ["bahdanau", "location", "location_smooth", "gmm", "multihead", "luong_dot"]
-    monkeypatch.setattr(script, "MECHANISMS", ",".join(names))
-    shutil.rmtree(tmp_path / "compare_converged")
-    finished_stage(tmp_path / "compare_converged", names, {
+    calls = six_mechanisms_finished(tmp_path, monkeypatch, {
         "bahdanau": 20.0, "location": 33.0, "location_smooth": 35.0, "gmm": 32.0,
         "multihead": 34.0, "luong_dot": 31.0})
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "seed3"])
@@ -283,11 +289,7 @@ def test_a_variant_that_computes_what_bahdanau_does_is_not_chosen_again(tmp_path
     """luong_concat trains the very run bahdanau trains with the same seed (its two first
     seeds differ only where one run was interrupted): a third seed or a base run of it would
     repeat bahdanau's, so the next variant takes its place."""
-    calls = first_stages_finished(tmp_path, monkeypatch)
-    names = ["bahdanau", "location", "location_smooth", "gmm", "multihead", "luong_concat"]
-    monkeypatch.setattr(script, "MECHANISMS", ",".join(names))
-    shutil.rmtree(tmp_path / "compare_converged")
-    finished_stage(tmp_path / "compare_converged", names, {
+    calls = six_mechanisms_finished(tmp_path, monkeypatch, {
         "bahdanau": 34.3, "location": 33.0, "location_smooth": 35.0, "gmm": 32.0,
         "multihead": 34.0, "luong_concat": 34.5})
     monkeypatch.setattr("sys.argv", ["compare_converged.py", "--until", "base"])
