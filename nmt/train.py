@@ -45,8 +45,12 @@ class Progress:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0       # batches of `epoch` already trained on
-    best_bleu: float = -1.0
+    best_bleu: float = -1.0       # the best validation, any step (best.pt)
     best_step: int = 0
+    # Patience and the learning-rate schedule count only validations on the valid_every grid,
+    # so that a run that stopped between two (a time or epoch cap) and is then extended goes on
+    # as the run never stopped would have.
+    grid_best_bleu: float = -1.0
     bad_validations: int = 0
     bad_steps: int = 0            # consecutive non-finite losses
     skipped_steps: int = 0        # all non-finite losses
@@ -180,6 +184,8 @@ class Trainer:
         self.opt.load_state_dict(saved)
         self.sched.load_state_dict(ckpt["scheduler"])
         self.progress = Progress(**ckpt["progress"])
+        if "grid_best_bleu" not in ckpt["progress"]:   # saved before the field existed
+            self.progress.grid_best_bleu = self.progress.best_bleu
         # RNG states must be CPU byte tensors, whatever device the checkpoint was mapped to.
         torch.set_rng_state(ckpt["rng"].cpu())
         if "cuda_rng" in ckpt and torch.cuda.is_available():
@@ -214,10 +220,13 @@ class Trainer:
         self.write_heatmaps()
         improved = scores.bleu > p.best_bleu
         if improved:
-            p.best_bleu, p.best_step, p.bad_validations = scores.bleu, p.step, 0
-        else:
-            p.bad_validations += 1
-        self.sched.step(scores.bleu)
+            p.best_bleu, p.best_step = scores.bleu, p.step
+        if p.step % cfg.train.valid_every == 0:
+            if scores.bleu > p.grid_best_bleu:
+                p.grid_best_bleu, p.bad_validations = scores.bleu, 0
+            else:
+                p.bad_validations += 1
+            self.sched.step(scores.bleu)
         row = {
             "step": p.step, "epoch": p.epoch, "train_loss": train_loss,
             "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)),

@@ -243,6 +243,47 @@ def test_a_finished_run_resumed_with_its_own_budget_trains_no_further(corpus, tm
     assert train_module.run(longer, run_dir)["progress"]["step"] == 8
 
 
+def test_a_run_stopped_between_validations_and_extended_goes_on_as_if_never_stopped(
+        corpus, tmp_path, monkeypatch):
+    """A cap between two validations (time, epochs) validates there, so that best.pt has the
+    last weights; extended afterwards, that off-grid validation must not count toward patience
+    or the learning-rate schedule, or the run would stop earlier than the run never capped."""
+    monkeypatch.setattr(train_module, "score", lambda hyps, refs: SimpleNamespace(
+        bleu=1.0, chrf=0.0))   # no validation after the first improves
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    cfg.train = replace(cfg.train, max_steps=12, valid_every=2, patience=3)
+    cfg.optim = replace(cfg.optim, lr_patience=0)   # every validation without gain halves lr
+    alone = train_module.run(cfg, tmp_path / "alone")["progress"]
+    assert alone["finished"] == "early_stopping" and alone["step"] == 8
+
+    capped = tmp_path / "capped"
+    first = train_module.run(replace(cfg, train=replace(cfg.train, max_steps=5)), capped)
+    assert first["progress"]["finished"] == "max_steps" and first["progress"]["step"] == 5
+    extended = train_module.run(replace(cfg, resume=str(capped)), capped)["progress"]
+    assert extended["finished"] == "early_stopping" and extended["step"] == 8
+    assert extended["bad_validations"] == alone["bad_validations"] == 3
+
+    def rows(run_dir):
+        return [(r["step"], r["val_loss"], r["bleu"], r["lr"]) for r in map(
+            json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+    assert [r for r in rows(capped) if r[0] != 5] == rows(tmp_path / "alone")
+    assert [r[0] for r in rows(capped)] == [2, 4, 5, 6, 8]
+
+
+def test_a_checkpoint_saved_before_the_grid_best_field_resumes_with_its_best(corpus, tmp_path):
+    cfg = tiny_config(corpus, tmp_path / "cache")
+    run_dir = tmp_path / "run"
+    Trainer(replace(cfg, train=replace(cfg.train, max_steps=4)), run_dir).fit()
+    last = run_dir / "checkpoints" / "last.pt"
+    old = checkpoint.load(last)
+    del old["progress"]["grid_best_bleu"]
+    checkpoint.save(old, last)
+    resumed = Trainer(cfg, run_dir)
+    resumed.resume(last)
+    assert resumed.progress.grid_best_bleu == old["progress"]["best_bleu"] >= 0
+
+
 def test_a_kill_after_last_pt_never_leaves_best_pt_behind(corpus, tmp_path, monkeypatch):
     """best.pt (and step<k>.pt) are written before last.pt: a kill between the writes must not
     leave a last.pt whose best step names weights that were never saved."""
