@@ -245,30 +245,46 @@ def test_a_finished_run_resumed_with_its_own_budget_trains_no_further(corpus, tm
 
 def test_a_run_stopped_between_validations_and_extended_goes_on_as_if_never_stopped(
         corpus, tmp_path, monkeypatch):
-    """A cap between two validations (time, epochs) validates there, so that best.pt has the
-    last weights; extended afterwards, that off-grid validation must not count toward patience
-    or the learning-rate schedule, or the run would stop earlier than the run never capped."""
+    """A cap between two validations (time, steps, epochs) validates there, so that best.pt
+    can have the last weights; extended afterwards, that off-grid validation must not count
+    toward patience or the learning-rate schedule, or the run would stop elsewhere than the run
+    never capped."""
+    at = {}
+    real_validate = Trainer.validate
+
+    def validate(self, *args):
+        at["step"] = self.progress.step
+        return real_validate(self, *args)
+
+    # The off-grid validation (step 5) is the best of all; step 6 is the grid's best.
+    bleu = {5: 5.0, 6: 3.0}
+    monkeypatch.setattr(Trainer, "validate", validate)
     monkeypatch.setattr(train_module, "score", lambda hyps, refs: SimpleNamespace(
-        bleu=1.0, chrf=0.0))   # no validation after the first improves
+        bleu=bleu.get(at["step"], 1.0), chrf=0.0))
     cfg = tiny_config(corpus, tmp_path / "cache")
-    cfg.train = replace(cfg.train, max_steps=12, valid_every=2, patience=3)
+    cfg.train = replace(cfg.train, max_steps=14, valid_every=2, patience=3)
     cfg.optim = replace(cfg.optim, lr_patience=0)   # every validation without gain halves lr
     alone = train_module.run(cfg, tmp_path / "alone")["progress"]
-    assert alone["finished"] == "early_stopping" and alone["step"] == 8
+    assert alone["finished"] == "early_stopping" and alone["step"] == 12
+    assert alone["best_step"] == 6
 
     capped = tmp_path / "capped"
     first = train_module.run(replace(cfg, train=replace(cfg.train, max_steps=5)), capped)
     assert first["progress"]["finished"] == "max_steps" and first["progress"]["step"] == 5
+    assert (first["progress"]["best_step"], first["progress"]["grid_best_bleu"]) == (5, 1.0)
     extended = train_module.run(replace(cfg, resume=str(capped)), capped)["progress"]
-    assert extended["finished"] == "early_stopping" and extended["step"] == 8
+    assert extended["finished"] == "early_stopping" and extended["step"] == 12
     assert extended["bad_validations"] == alone["bad_validations"] == 3
+    # best.pt keeps the capped step's weights: the one thing that differs from the run alone
+    assert (extended["best_bleu"], extended["best_step"]) == (5.0, 5)
+    assert checkpoint.load(capped / "checkpoints" / "best.pt")["progress"]["step"] == 5
 
     def rows(run_dir):
         return [(r["step"], r["val_loss"], r["bleu"], r["lr"]) for r in map(
             json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
 
     assert [r for r in rows(capped) if r[0] != 5] == rows(tmp_path / "alone")
-    assert [r[0] for r in rows(capped)] == [2, 4, 5, 6, 8]
+    assert [r[0] for r in rows(capped)] == [2, 4, 5, 6, 8, 10, 12]
 
 
 def test_a_checkpoint_saved_before_the_grid_best_field_resumes_with_its_best(corpus, tmp_path):
