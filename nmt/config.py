@@ -181,8 +181,8 @@ class CompareConfig:
     baseline: str = "bahdanau"           # variant the significance tests compare against
     samples: int = 1000                  # bootstrap / randomization samples
     alignment_sentences: int = 3         # test sentences shown side by side per variant
-    length_buckets: list[int] = field(default_factory=lambda: list(LENGTH_BOUNDS))  # BLEU by source
-    #                                      length: upper bounds in words (1-10, 11-15, 16-20, 21+)
+    # BLEU by source length: upper bounds in words (LENGTH_BOUNDS)
+    length_buckets: list[int] = field(default_factory=lambda: list(LENGTH_BOUNDS))
     report_sentences: int = 500          # first test set's sentences in report.html, with
     #                                      every variant's alignments (0: no report)
     output_dir: str | None = None        # default: the Hydra run folder
