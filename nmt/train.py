@@ -48,8 +48,8 @@ class Progress:
     best_bleu: float = -1.0       # the best validation, any step (best.pt)
     best_step: int = 0
     # Patience and the learning-rate schedule count only validations on the valid_every grid,
-    # so that a run that stopped between two (a time or epoch cap) and is then extended goes on
-    # as the run never stopped would have.
+    # so that a run that stopped between two (a time, step or epoch cap) and is then extended
+    # goes on as the run never stopped would have.
     grid_best_bleu: float = -1.0
     bad_validations: int = 0
     bad_steps: int = 0            # consecutive non-finite losses

@@ -24,6 +24,13 @@ from tests.test_end_to_end import small_corpus
 from tests.test_reliability import tiny_config
 
 
+def metrics(run_dir: Path, *keys: str) -> list[tuple]:
+    """A run's metrics.jsonl, each row as its values of `keys`; read strictly, as a damaged
+    line here is a bug."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [tuple(json.loads(x)[k] for k in keys) for x in lines]
+
+
 @pytest.fixture(scope="module")
 def corpus(multi30k, tmp_path_factory):
     return small_corpus(multi30k, tmp_path_factory.mktemp("c") / "corpus")
@@ -140,13 +147,8 @@ def test_timer_checkpoints_resume_exactly_like_the_run_left_alone(corpus, tmp_pa
     assert resumed.progress.step == 4 and resumed.progress.window_tokens > 0
     resumed.fit()
 
-    def rows(run):
-        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(x) for x in lines]
-
     keys = ("step", "epoch", "train_loss", "val_loss", "bleu", "chrf")
-    assert [[r[k] for k in keys] for r in rows("killed")] == \
-        [[r[k] for k in keys] for r in rows("alone")]
+    assert metrics(tmp_path / "killed", *keys) == metrics(tmp_path / "alone", *keys)
 
 
 def test_a_submitit_job_warned_by_sigusr2_saves_is_requeued_and_resumes(corpus, tmp_path):
@@ -193,14 +195,9 @@ def test_a_stop_at_a_validation_step_validates_it_on_resume(corpus, tmp_path):
     resumed.progress.finished = ""
     assert resumed.fit().finished == "max_steps"
 
-    def rows(run):
-        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(x) for x in lines]
-
     keys = ("step", "epoch", "train_loss", "val_loss", "bleu", "chrf")
-    assert [r["step"] for r in rows("stopped")] == [2, 4, 6]
-    assert [[r[k] for k in keys] for r in rows("stopped")] == \
-        [[r[k] for k in keys] for r in rows("alone")]
+    assert [r[0] for r in metrics(tmp_path / "stopped", *keys)] == [2, 4, 6]
+    assert metrics(tmp_path / "stopped", *keys) == metrics(tmp_path / "alone", *keys)
 
 
 def test_the_epoch_budget_ending_on_a_validation_step_validates_once(corpus, tmp_path):
@@ -279,12 +276,9 @@ def test_a_run_stopped_between_validations_and_extended_goes_on_as_if_never_stop
     assert (extended["best_bleu"], extended["best_step"]) == (5.0, 5)
     assert checkpoint.load(capped / "checkpoints" / "best.pt")["progress"]["step"] == 5
 
-    def rows(run_dir):
-        return [(r["step"], r["val_loss"], r["bleu"], r["lr"]) for r in map(
-            json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
-
-    assert [r for r in rows(capped) if r[0] != 5] == rows(tmp_path / "alone")
-    assert [r[0] for r in rows(capped)] == [2, 4, 5, 6, 8, 10, 12]
+    keys = ("step", "val_loss", "bleu", "lr")
+    assert [r for r in metrics(capped, *keys) if r[0] != 5] == metrics(tmp_path / "alone", *keys)
+    assert [r[0] for r in metrics(capped, *keys)] == [2, 4, 5, 6, 8, 10, 12]
 
 
 def test_a_checkpoint_saved_before_the_grid_best_field_resumes_with_its_best(corpus, tmp_path):
