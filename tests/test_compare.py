@@ -51,7 +51,7 @@ def test_compare_a_sweep(multi30k, tmp_path):
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
     runs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert len(runs) == 2
+    assert [r.name for r in runs] == ["0_bahdanau_luong_seed1", "1_luong_general_luong_seed1"]
     # A third run that was killed: no summary, so it must show up as unfinished.
     broken = sweep / "2_location_seed1"
     shutil.copytree(runs[0], broken)

@@ -4,6 +4,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
+from omegaconf import open_dict
 
 import nmt.cli.train  # noqa: F401  (registers the config schemas)
 
@@ -39,3 +40,13 @@ def test_a_misspelt_launcher_key_is_refused(override):
     name = "slurm" if "timeout" in override else "parallel"
     with pytest.raises(ConfigCompositionException):
         train_config(f"hydra/launcher={name}", override)
+
+
+def test_sweep_run_folders_are_named_by_the_configs_chosen():
+    """location_smooth is a config of the mechanism named location: its run folder says which,
+    as nmt-compare's labels do."""
+    cfg = train_config("attention=location_smooth", "decoder=bahdanau", "seed=3")
+    with open_dict(cfg):
+        cfg.hydra.job.num = 4   # set by the launcher for each job
+    assert cfg.attention.name == "location"
+    assert cfg.hydra.sweep.subdir == "4_location_smooth_bahdanau_seed3"
