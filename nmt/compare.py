@@ -63,6 +63,13 @@ class Run:
     #                                              alignments (Translation), for the report
 
 
+def job_order(path: Path) -> tuple[int, str]:
+    """A sweep's run folders in job order (`10_...` after `9_...`), so that the table lists
+    the variants in the order the sweep was given them; other names after, by name."""
+    number = path.name.split("_", 1)[0]
+    return (int(number), path.name) if number.isdigit() else (1 << 62, path.name)
+
+
 def find_runs(paths: list[str | Path]) -> list[Path]:
     """Run folders: each path is a run folder or a folder (e.g. a multirun) holding some."""
     found: list[Path] = []
@@ -72,7 +79,8 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
         if (p / ".hydra").is_dir() or (p / "metrics.jsonl").is_file():
             found.append(p)
         else:
-            subs = sorted(q for q in p.iterdir() if q.is_dir() and (q / ".hydra").is_dir())
+            subs = sorted((q for q in p.iterdir() if q.is_dir() and (q / ".hydra").is_dir()),
+                          key=job_order)
             if not subs:
                 raise FileNotFoundError(f"{p}: holds no run folders (no .hydra/ inside)")
             found.extend(subs)
@@ -223,7 +231,7 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
             base_runs[r.seed] = r
     rows, signatures = [], {}
     for label in labels:
-        group = [r for r in runs if r.label == label]
+        group = sorted((r for r in runs if r.label == label), key=lambda r: r.seed)
         ok = [r for r in group if r.status == "finished"]
         row: dict = {"variant": label, "seeds": ",".join(str(r.seed) for r in ok),
                      "status": "finished" if len(ok) == len(group) else

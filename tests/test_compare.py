@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nmt.alignment_file import read_alignments
-from nmt.compare import Run, compare, load_run, table_cells
+from nmt.compare import Run, compare, find_runs, load_run, table_cells
 from nmt.evaluate import bootstrap_ci, paired_randomization, score_from_stats, sentence_stats
 from nmt.report import read_report
 from tests.test_end_to_end import small_corpus
@@ -161,13 +161,23 @@ def test_the_table_tests_each_seed_against_the_same_seed_and_never_the_baseline(
     bleu = {key: score_from_stats("bleu", sentence_stats("bleu", out, REFS).sum(0))
             for key, out in (("a", HYP_A), ("b", HYP_B), ("flip", flip))}
     assert rows["v"]["t.delta_vs_base"] == pytest.approx({1: 0.0, 2: bleu["b"] - bleu["flip"]})
-    assert rows["v"]["t.p_seeds"] == "1,2" and rows["v"]["seeds"] == "2,1,3"
+    assert rows["v"]["t.p_seeds"] == "1,2" and rows["v"]["seeds"] == "1,2,3"
     cells = table_cells(list(rows.values()), ["t"], "base")
     assert cells[2][cells[0].index("p vs base")].endswith("(seeds 1,2)")
     # The order the runs come in changes nothing.
     again = {r["variant"]: r for r in compare(runs[::-1], ["t"], "base", samples=100)[0]}
     assert again["v"]["t.p_vs_base"] == rows["v"]["t.p_vs_base"]
     assert again["v"]["t.bleu_ci"] == pytest.approx(rows["v"]["t.bleu_ci"])
+    assert again["v"]["seeds"] == "1,2,3" and list(again) == ["v", "base"]
+
+
+def test_a_sweeps_runs_are_found_in_job_order(tmp_path):
+    for name in ("10_gmm_luong_seed1", "9_location_luong_seed1", "notes", "0_bahdanau_luong_seed1",
+                 "kept_by_hand"):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+    assert [p.name for p in find_runs([tmp_path])] == [
+        "0_bahdanau_luong_seed1", "9_location_luong_seed1", "10_gmm_luong_seed1", "kept_by_hand",
+        "notes"]
 
 
 def test_the_interval_of_identical_seeds_is_that_of_one_run():
