@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from nmt.compare import DONE
+from nmt.compare import DONE, job_order
 from nmt.metrics_log import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,7 +252,7 @@ def status(tag: str) -> None:
         if not sweep.is_dir():
             continue
         runs = sorted((d for d in sweep.iterdir() if d.is_dir() and d.name[0].isdigit()),
-                      key=lambda d: int(d.name.split("_")[0]))
+                      key=job_order)
         done = sum((r / "summary.json").is_file() for r in runs)
         print(f"{sweep.name}: {done} of {len(runs)} started runs finished")
         for run in runs:
