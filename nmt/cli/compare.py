@@ -62,17 +62,16 @@ def compare_main(cfg: DictConfig) -> None:
               [r[f"{first}.bleu_ci"] for r in ok_rows], out / "bleu.png",
               f"{first}, beam {conf.search.beam_size} (95% bootstrap CI)",
               seeds=[list(r[f"{first}.bleu_by_seed"].values()) for r in ok_rows])
-    curves({f"{r.label} s{r.seed}": ([m["elapsed"] / 60 for m in r.metrics],
-                                     [m["bleu"] for m in r.metrics]) for r in runs if r.metrics},
-           out / "curves.png")
-    curves({f"{r.label} s{r.seed}": ([m["step"] for m in r.metrics],
-                                     [m["bleu"] for m in r.metrics]) for r in runs if r.metrics},
-           out / "curves_steps.png", xlabel="training steps")
+    traced = [r for r in runs if r.metrics]
+    by_step = {r.path: ([m["step"] for m in r.metrics], [m["bleu"] for m in r.metrics])
+               for r in traced}
+    curves({f"{r.label} s{r.seed}": ([m["elapsed"] / 60 for m in r.metrics], by_step[r.path][1])
+            for r in traced}, out / "curves.png")
+    curves({f"{r.label} s{r.seed}": by_step[r.path] for r in traced}, out / "curves_steps.png",
+           xlabel="training steps")
     panels: dict[str, dict[int, tuple[list[float], list[float]]]] = {}
-    for r in runs:
-        if r.metrics:
-            panels.setdefault(r.label, {})[r.seed] = ([m["step"] for m in r.metrics],
-                                                      [m["bleu"] for m in r.metrics])
+    for r in traced:
+        panels.setdefault(r.label, {})[r.seed] = by_step[r.path]
     if panels:
         curve_panels(panels, out / "curves_by_variant.png", baseline)
     for name in test_sets:
