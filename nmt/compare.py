@@ -287,7 +287,7 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
                                                for bucket, v in by_length[0].items()}
             dec = [r.decode_speed.get(name, float("nan")) for r in ok]
             row[f"{name}.decode_sent_per_s"] = statistics.fmean(dec)
-            if name not in signatures:
+            if not signatures:   # the same for every test set and variant
                 s = score(ok[0].hyps[name], refs[name])
                 signatures = {"BLEU": s.bleu_signature, "chrF": s.chrf_signature}
         rows.append(row)

@@ -312,7 +312,8 @@ def main() -> None:
         best = [v for v in ranked_by_validation(*first) if "/" not in v and v not in SAME_AS]
         names = selection(f"base{t}", best[:3] + ([] if "bahdanau" in best[:3] else ["bahdanau"]))
         print("base size:", ", ".join(names), flush=True)
-        # model=base takes 2-3 hours a run here in bf16: the step budget ends it, not the cap
+        # model=base in bf16 takes 1-1.5 hours a run here on two threads (2-2.5 as one of two
+        # one-thread runs at once): the step budget ends it, not the cap
         train(f"compare_converged_base{t}", f"seed={a.base_seeds}", "model=base",
               "precision=bf16", "train.max_minutes=600", f"attention={','.join(names)}")
         complete(f"compare_converged_base{t}", len(names) * len(a.base_seeds.split(",")),
