@@ -364,14 +364,19 @@ def test_a_stop_asked_for_ends_the_plan_even_if_the_sweep_ends_well(tmp_path, mo
     sent = []
     monkeypatch.setattr(script.os, "killpg", lambda pid, sig: sent.append((pid, sig)))
     monkeypatch.setattr(script.subprocess, "Popen", StopsOnce(signum, code=0))
-    hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)   # as in a terminal
+    # As in a terminal, whatever pytest was started from: a background job of a shell without
+    # job control (`cmd &` in a script) starts with SIGINT ignored, and the plan leaves it so.
+    hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    intr = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(SystemExit, match="stop requested"):
             script.train("compare_converged", "seed=1")
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL   # restored
+        assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGHUP, hup)
+        signal.signal(signal.SIGINT, intr)
     assert sent == [(12345, passed)]   # a hangup stops the sweep as SIGTERM does
 
 
