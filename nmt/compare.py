@@ -233,6 +233,13 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
     for label in labels:
         group = sorted((r for r in runs if r.label == label), key=lambda r: r.seed)
         ok = [r for r in group if r.status == "finished"]
+        seeds = [r.seed for r in ok]
+        for seed in sorted({s for s in seeds if seeds.count(s) > 1}):
+            # e.g. one sweep given twice, or model=small and model=base runs of one mechanism
+            log.warning("%s: %d finished runs of seed %d (%s); its row pools them all, and its "
+                        "per-seed figures show the last; compare runs of other settings apart",
+                        label, seeds.count(seed), seed,
+                        ", ".join(str(r.path) for r in ok if r.seed == seed))
         row: dict = {"variant": label, "seeds": ",".join(str(r.seed) for r in ok),
                      "status": "finished" if len(ok) == len(group) else
                      "; ".join(f"seed {r.seed}: {r.status} ({r.reason})" for r in group

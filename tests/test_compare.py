@@ -1,6 +1,7 @@
 """nmt-compare over a tiny sweep: all outputs written, failures reported, sound statistics."""
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -169,6 +170,18 @@ def test_the_table_tests_each_seed_against_the_same_seed_and_never_the_baseline(
     assert again["v"]["t.p_vs_base"] == rows["v"]["t.p_vs_base"]
     assert again["v"]["t.bleu_ci"] == pytest.approx(rows["v"]["t.bleu_ci"])
     assert again["v"]["seeds"] == "1,2,3" and list(again) == ["v", "base"]
+
+
+def test_two_runs_of_one_variant_and_seed_are_named_in_a_warning(tmp_path, caplog):
+    (tmp_path / "b").mkdir()
+    runs = (fake_runs(tmp_path, {("base", 1): HYP_A, ("v", 1): HYP_B})
+            + fake_runs(tmp_path / "b", {("v", 1): HYP_A}))
+    with caplog.at_level(logging.WARNING, logger="nmt.compare"):
+        rows = compare(runs, ["t"], "base", samples=10)[0]
+    assert rows[1]["seeds"] == "1,1"
+    warned = [m for m in caplog.messages if "2 finished runs of seed 1" in m]
+    assert len(warned) == 1 and str(runs[1].path) in warned[0] and str(runs[2].path) in warned[0]
+    assert not any("base" in m for m in caplog.messages)
 
 
 def test_a_sweeps_runs_are_found_in_job_order(tmp_path):
