@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 class Translation:
     text: str                       # detokenized best hypothesis ("" for an empty input line)
     nbest: list[tuple[str, float]]  # (text, score) best first
-    src_pieces: list[str]           # incl. "</s>"
-    tgt_pieces: list[str]           # incl. "</s>" unless cut at the maximum length
+    src_pieces: list[str]           # incl. "</s>"; empty for an empty input line
+    tgt_pieces: list[str]           # incl. "</s>" unless cut at the maximum length; empty likewise
     alignment: torch.Tensor | None  # [len(tgt_pieces), len(src_pieces)]
     heads: torch.Tensor | None = None  # [len(tgt_pieces), heads, len(src_pieces)]: multi-head
 
