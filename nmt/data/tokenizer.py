@@ -37,6 +37,8 @@ class Tokenizer:
         return self.sp.encode(lines, num_threads=threads)
 
     def decode(self, ids: list[int]) -> str:
+        """Text of `ids`; pad, unk, bos and eos are left out (an unknown piece has no text, and
+        SentencePiece's stand-in for it would count as a wrong word)."""
         return self.sp.decode([i for i in ids if i > EOS])
 
     def pieces(self, ids: list[int]) -> list[str]:
