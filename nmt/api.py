@@ -11,7 +11,7 @@ The command-line tools and nmt-compare load and run models through this module.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch
 from nmt import checkpoint
 from nmt.checks import check_config
 from nmt.data.tokenizer import Tokenizer
+from nmt.device import find_device
 from nmt.ensemble import Ensemble
 from nmt.model.seq2seq import Seq2Seq, build_model
 from nmt.precision import check_precision
@@ -31,17 +32,25 @@ PathLike = str | os.PathLike
 def load_model(path: PathLike, device: torch.device | str = "cpu"
                ) -> tuple[Seq2Seq, Tokenizer, dict]:
     """Model (in eval mode), tokenizer and config from a self-contained checkpoint."""
-    device = torch.device(device)
+    device = find_device(device)
     # read onto the CPU: a last.pt also holds the optimizer's state, which must not go to a GPU
     ckpt = checkpoint.load(path)
     cfg = ckpt["config"]
-    tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
-    model = build_model(cfg["model"], cfg["attention"], len(tok), cfg.get("decoder"))
+    try:
+        tok = Tokenizer(bytes(ckpt["tokenizer"].tolist()))
+    except (KeyError, AttributeError, RuntimeError) as err:
+        raise checkpoint.CheckpointError(f"{path}: no usable tokenizer inside (damaged?): "
+                                         f"{err}") from err
+    try:
+        model = build_model(cfg["model"], cfg["attention"], len(tok), cfg.get("decoder"))
+    except (KeyError, ValueError) as err:   # e.g. a mechanism of a later version
+        raise checkpoint.CheckpointError(f"{path}: its config cannot be built here: {err}"
+                                         ) from err
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
         raise checkpoint.CheckpointError(f"{path}: weights do not match the stored config "
-                                         f"({str(err).splitlines()[0]})") from err
+                                         f"({checkpoint.weight_mismatch(err)})") from err
     return model.to(device).eval(), tok, cfg
 
 
@@ -81,10 +90,17 @@ class Translator:
         from `first_line`."""
         if isinstance(lines, str):
             lines = [lines]
+        elif isinstance(lines, bytes | Mapping) or not isinstance(lines, Iterable):
+            raise TypeError(f"lines: a string or a sequence of strings, not "
+                            f"{type(lines).__name__}")
+        lines = list(lines)
+        for i, line in enumerate(lines):
+            if not isinstance(line, str):   # None or NaN from a table column, bytes, ...
+                raise TypeError(f"lines[{i}]: {line!r} is a {type(line).__name__}, not a string")
         check_config(opts)
         if not opts.max_src_len:
             opts = replace(opts, max_src_len=self.max_src_len)
-        return translate(self.model, self.tokenizer, list(lines), opts, self.device,
+        return translate(self.model, self.tokenizer, lines, opts, self.device,
                          alignments=alignments, progress=progress, first_line=first_line,
                          source=source, precision=self.precision)
 
@@ -111,7 +127,7 @@ def load(checkpoints: PathLike | Sequence[PathLike], device: torch.device | str 
         raise ValueError("no checkpoint given")
     if not all(isinstance(p, str | os.PathLike) for p in paths):
         raise ValueError(f"checkpoint={checkpoints!r}: give a path or a list of paths")
-    device = torch.device(device)
+    device = find_device(device)
     check_precision(precision, device)
     models, configs, tok = [], [], None
     for path in paths:

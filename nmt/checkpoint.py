@@ -51,6 +51,9 @@ def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder; give a checkpoint file (a run's is "
+                              f"{path / 'checkpoints' / 'best.pt'})")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     with open(path, "rb") as f:
@@ -72,3 +75,25 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
         raise CheckpointError(f"{path}: not a checkpoint of this toolkit (no model/config)")
     return obj
+
+
+TRAINING_STATE = ("optimizer", "scheduler", "progress", "rng")
+
+
+def load_resumable(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's last.pt with what continuing needs besides the weights."""
+    ckpt = load(path)
+    missing = [k for k in TRAINING_STATE if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: weights only, without the training state to continue "
+                              f"from ({', '.join(missing)}); was it replaced by best.pt or an "
+                              "averaged checkpoint?")
+    return ckpt
+
+
+def weight_mismatch(err: RuntimeError, limit: int = 300) -> str:
+    """torch's load_state_dict error in one short line: which tensors are missing, unexpected
+    or of another shape (its first line names only the module)."""
+    lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+    text = "; ".join(lines) or str(err).strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -29,7 +29,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "max_src_len": NON_NEGATIVE, "batch_tokens": POSITIVE,
     },
     "DataConfig": {
-        "vocab_size": (lambda v: v > 4, "must be above 4 (ids 0-3 are pad, unk, bos, eos)"),
+        "vocab_size": (lambda v: 4 < v < 2**31,
+                       "must be above 4 (ids 0-3 are pad, unk, bos, eos) and below 2**31"),
         "spm_model_type": (lambda v: v in ("unigram", "bpe", "char", "word"),
                            "must be unigram, bpe, char or word"),
         "character_coverage": (lambda v: 0 < v <= 1, "must be above 0 and at most 1"),
@@ -63,7 +64,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "test_alignments": NON_NEGATIVE,
         "save_every_minutes": NON_NEGATIVE,
     },
-    "TrainConfig": {"threads": NON_NEGATIVE, "precision": PRECISION},
+    "TrainConfig": {"threads": NON_NEGATIVE, "precision": PRECISION,
+                    "seed": (lambda v: 0 <= v < 2**63, "must be 0 or more and below 2**63")},
     "PreprocessConfig": {"threads": NON_NEGATIVE},
     "TranslateConfig": {"threads": NON_NEGATIVE, "precision": PRECISION,
                         "max_heatmaps": NON_NEGATIVE, "chunk_lines": POSITIVE,
@@ -85,6 +87,10 @@ def check_config(conf: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_config(value, key + ".")
             continue
+        if value == "" or isinstance(value, list) and "" in value:   # `input=$UNSET`
+            what = "= is empty" if value == "" else f"={value} has an empty item"
+            raise ValueError(f"{key}{what}: give a value or leave the key out (a shell "
+                             "variable that is not set?)")
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
         if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"{key}={value!r}: must be a whole number")   # e.g. from the API

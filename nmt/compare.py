@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from nmt import checkpoint
 from nmt.alignment_file import read_alignments
@@ -87,19 +89,32 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     return found
 
 
+def read_record(path: Path, resolve: bool = False) -> dict:
+    """A .hydra/ file of a run; {} when missing or damaged (with a warning)."""
+    if not path.is_file():
+        return {}
+    try:
+        record = OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+        log.warning("%s: unreadable (%s); ignored", path, str(err).splitlines()[0])
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def load_run(path: Path) -> Run:
-    hydra_cfg = path / ".hydra" / "config.yaml"
-    config = (OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=True)   # data.root
-              if hydra_cfg.is_file() else {})
+    config = read_record(path / ".hydra" / "config.yaml", resolve=True)   # data.root
     best = path / "checkpoints" / "best.pt"
     if best.is_file():
         config = checkpoint.load(best)["config"]  # resolved, as trained
     label = config.get("attention", {}).get("name", path.name)
     decoder = config.get("decoder", {}).get("name", "luong")
-    choices = path / ".hydra" / "hydra.yaml"
-    if choices.is_file():
-        picked = OmegaConf.load(choices).hydra.runtime.choices
-        label, decoder = picked.get("attention", label), picked.get("decoder", decoder)
+    runtime = read_record(path / ".hydra" / "hydra.yaml").get("hydra", {}).get("runtime", {})
+    picked = runtime.get("choices", {})
+    label, decoder = picked.get("attention", label), picked.get("decoder", decoder)
+    root = config.get("data", {}).get("root")
+    if root and runtime.get("cwd") and not Path(root).is_absolute():
+        # where training ran from, not where nmt-compare runs
+        config["data"]["root"] = str(Path(runtime["cwd"]) / root)
     if decoder != "luong":  # the default decoder keeps the plain names (and baselines)
         label = f"{label}/{decoder}-dec"
     run = Run(path, str(label), int(config.get("seed", 0)), "unfinished", config=config)

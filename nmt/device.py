@@ -41,16 +41,31 @@ def setup_device(name: str, threads: int = 0) -> torch.device:
     keep_freed_memory()
     if threads:
         torch.set_num_threads(threads)
+    return find_device(name)
+
+
+def find_device(name: str | torch.device) -> torch.device:
+    """The device named (`auto`: CUDA when present), checked to be usable here: ValueError
+    naming it otherwise, now rather than after the data is prepared or the model loaded."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError) as err:
         raise ValueError(f"device={name}: not a device (auto, cpu, cuda or cuda:N)") from err
-    if device.type == "cuda":   # found now, not after the data is prepared
+    if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={name}: no CUDA device here (device=auto or cpu)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device={name}: this machine has {torch.cuda.device_count()} "
                              "CUDA device(s)")
+    elif device.type not in ("cpu", "mps", "xpu"):   # meta, ...: hold no numbers
+        raise ValueError(f"device={name}: not a device to compute on (auto, cpu, cuda or "
+                         "cuda:N)")
+    elif device.type != "cpu":
+        try:   # torch names more device types than this build can use
+            torch.zeros(1, device=device)
+        except (RuntimeError, AssertionError) as err:
+            raise ValueError(f"device={name}: not usable with this PyTorch ("
+                             f"{str(err).split('. ')[0] or type(err).__name__})") from err
     return device

@@ -14,7 +14,6 @@ import os
 import zlib
 from collections.abc import Sequence
 from importlib import resources
-from itertools import islice
 from pathlib import Path
 
 from sacrebleu.metrics import BLEU
@@ -23,7 +22,7 @@ from nmt.alignment_file import packed, quantize_scaled  # the page divides weigh
 from nmt.analysis import LENGTH_BUCKETS, Buckets, bleu_by_length, bucket_label, bucket_of
 from nmt.compare import Run, table_cells, test_files
 from nmt.config import SearchOptions
-from nmt.data.corpus import iter_lines, read_lines
+from nmt.data.corpus import read_lines
 from nmt.translate import Translation
 
 SENTENCE_BLEU = BLEU(effective_order=True)   # as sacrebleu.sentence_bleu
@@ -180,12 +179,11 @@ class ReportLines:
             self.sources.append(source)
             self.results.append(result)
 
-    def write(self, path: str | os.PathLike, label: str, reference: str | None = None,
+    def write(self, path: str | os.PathLike, label: str, references: list[str] | None = None,
               subtitle: str = "", buckets: Buckets = LENGTH_BUCKETS) -> int:
-        """The report of the kept lines, with sentence BLEU when a reference file is given (only
-        its first lines are read). Returns its size in bytes."""
-        refs = list(islice(iter_lines(reference), len(self.sources))) if reference else None
-        if refs is not None and len(refs) < len(self.sources):
-            raise ValueError(f"{reference} has {len(refs)} lines, fewer than the input")
+        """The report of the kept lines, with sentence BLEU when the reference lines are given
+        (as many as the input's, already read: a piped reference cannot be read twice).
+        Returns its size in bytes."""
+        refs = references[:len(self.sources)] if references is not None else None
         return write_report(path, self.sources, {label: self.results}, refs,
                             title=f"nmt-translate: {label}", subtitle=subtitle, buckets=buckets)

@@ -166,7 +166,7 @@ class Trainer:
     def resume(self, path: Path) -> None:
         # Onto the CPU: load_state_dict puts weights and Adam's moments where the parameters
         # are, without the whole file passing through GPU memory first.
-        ckpt = checkpoint.load(path)
+        ckpt = checkpoint.load_resumable(path)
         if bytes(ckpt["tokenizer"].tolist()) != self.data.tokenizer.proto:
             raise checkpoint.CheckpointError(
                 f"{path} was trained with another vocabulary than the one built from the "
@@ -175,7 +175,7 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
             raise checkpoint.CheckpointError(f"{path}: weights do not match the model of the "
-                                             f"config ({str(err).splitlines()[0]})") from err
+                                             f"config ({checkpoint.weight_mismatch(err)})") from err
         # Fused or not is this machine's choice, not the saving one's (set before loading, so
         # the step counts go where the fused kernel wants them).
         saved = dict(ckpt["optimizer"])

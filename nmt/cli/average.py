@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import hydra
@@ -25,6 +26,9 @@ def average_main(cfg: DictConfig) -> None:
     if out.is_dir() or not out.parent.is_dir():
         raise ValueError(f"output={out}: " + ("a folder, not a file" if out.is_dir() else
                                                f"its folder {out.parent} does not exist"))
+    if out.parent.name == "checkpoints" and re.fullmatch(r"(last|best|step\d+)\.pt", out.name):
+        raise ValueError(f"output={out}: a file of the run's own (training continues from "
+                         "last.pt, decodes with best.pt); name it e.g. averaged.pt")
     if not os.access(out.parent, os.W_OK):   # before every checkpoint is loaded
         raise ValueError(f"output={out}: its folder {out.parent} is not writable")
     paths = list(conf.checkpoints)

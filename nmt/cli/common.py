@@ -14,7 +14,7 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue
 
 from nmt.attention import AttentionConfigError
 from nmt.checkpoint import CheckpointError
@@ -45,8 +45,22 @@ def register_schemas() -> None:
     cs.store(name="average_schema", node=AverageConfig)
 
 
+def unknown_key(cfg: DictConfig, cls: type) -> str | None:
+    """The first key of `cfg` that the schema `cls` lacks. Hydra's `+key=value` adds keys to
+    any config, and the dataclass would drop them without a word."""
+    try:
+        OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.to_container(cfg))
+    except ConfigKeyError as err:
+        return err.full_key
+    return None
+
+
 def to_object(cfg: DictConfig, cls: type[T]) -> T:
     """The config as its dataclass, its values checked (ValueError naming the key)."""
+    key = unknown_key(cfg, cls)
+    if key is not None:
+        raise ValueError(f"{key}: no such setting (misspelt?); a key given with + must be one "
+                         "of the config's own")
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, cls), type(obj)
     check_config(obj)

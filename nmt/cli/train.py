@@ -16,6 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
 
 from nmt import checkpoint, signals  # signals.STOPPED_RUNS: see there
 from nmt.cli.common import (
@@ -39,21 +40,32 @@ register_schemas()
 def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     """The config a run was started with (from its last checkpoint), with resume set and this
     command's plain key overrides (e.g. a new train.max_steps) applied on top."""
-    stored = checkpoint.load(run_dir / "checkpoints" / "last.pt")["config"]
+    if run_dir.is_file():
+        raise ValueError(f"resume={run_dir}: a file; give the run folder (the one holding "
+                         "checkpoints/last.pt)")
+    stored = checkpoint.load_resumable(run_dir / "checkpoints" / "last.pt")["config"]
     merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), stored)
     overrides = [o for o in HydraConfig.get().overrides.task
                  if not o.startswith(("resume=", "hydra.", "threads=", "device="))]
     for o in overrides:
-        key = o.split("=", 1)[0].lstrip("+~")
+        key = o.split("=", 1)[0].lstrip("+")
+        if key.startswith("~") or "=" not in o:
+            raise ValueError(f"{o}: a resumed run keeps its keys; none can be deleted on resume")
         if "." not in key and key not in ("seed", "precision"):
             raise ValueError(f"{o}: a resumed run keeps its config groups; only plain keys "
                              "(e.g. train.max_steps=...) can be changed on resume")
     before = flat(OmegaConf.to_container(merged))
-    merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
+    try:   # +key= and ++key= set a key as key= does (an unknown one is refused)
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+")
+                                                                 for o in overrides]))
+    except ConfigKeyError as err:
+        raise ValueError(f"{err.full_key}: no such setting (misspelt?)") from None
     out = to_object(merged, TrainConfig)
     after = flat(asdict(out))
-    fixed = [k for k in sorted(before) if k.startswith(FIXED) and k not in TRAINING_ONLY
-             and before[k] != after.get(k)]
+    # The seed made the initial weights: another one would label the run with a seed that
+    # never initialised it.
+    fixed = [k for k in sorted(before) if (k.startswith(FIXED) and k not in TRAINING_ONLY
+                                           or k == "seed") and before[k] != after.get(k)]
     if fixed:
         raise ValueError(f"{fixed[0]}={after.get(fixed[0])!r}: the run's weights and vocabulary "
                          f"were made with {before[fixed[0]]!r}; another value is a new run "
@@ -111,7 +123,7 @@ def folder_decision(run_dir: Path, conf: TrainConfig, check: bool) -> tuple[str,
     finished = "done"
     step = None
     if last.is_file():
-        ckpt = checkpoint.load(last)
+        ckpt = checkpoint.load_resumable(last)
         finished, step = ckpt["progress"]["finished"], ckpt["progress"]["step"]
         differ = other_settings(ckpt["config"], conf) if check else []
     elif check:   # checkpoints deleted: the record Hydra kept is all there is to compare
@@ -160,7 +172,10 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
     if conf.resume:
         run_dir = Path(conf.resume)
         conf = resumed_config(run_dir, conf)
-        if dist.is_main:
+        here = Path(HydraConfig.get().runtime.output_dir).resolve() == run_dir.resolve()
+        if here:   # resume=RUN hydra.run.dir=RUN: RUN/.hydra stays the record of how it began
+            restore_hydra_files()
+        if dist.is_main and not here:   # (there, Hydra's own log file is RUN/train.log)
             handler = logging.FileHandler(run_dir / "train.log")
             fmt = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
             handler.setFormatter(logging.Formatter(fmt))

@@ -107,6 +107,10 @@ def check_paths(conf: TranslateConfig) -> None:
         path = getattr(conf, key)
         if path and out.exists() and os.path.samefile(out, path):
             raise ValueError(f"output={out} is the {key} file: it would be written over")
+        part = partial(conf.output)   # written first, then renamed to the output
+        if path and part.exists() and os.path.samefile(part, path):
+            raise ValueError(f"output={out}: {part}, written first, is the {key} file: it "
+                             "would be written over")
 
 
 def count_lines(path: str) -> int | None:
@@ -157,7 +161,7 @@ def translate_main(cfg: DictConfig) -> None:
     beam = conf.search.beam_size > 1 or conf.search.nbest > 1
     out = open(partial(conf.output), "w", encoding="utf-8") if conf.output else sys.stdout
     bar = tqdm(unit="sent", disable=not conf.output or not sys.stderr.isatty(), leave=False)
-    n, done = 0, False
+    n, done, interrupted = 0, False, False
     try:
         for block in chunks(lines, 1 if interactive else conf.chunk_lines):
             results = translator.translate_with(block, conf.search, alignments=conf.heatmaps,
@@ -178,6 +182,8 @@ def translate_main(cfg: DictConfig) -> None:
             n += len(block)
             bar.update(len(block))
         done = True
+    except KeyboardInterrupt:   # Ctrl-C: what was translated is kept, without a traceback
+        interrupted = True
     except BrokenPipeError:
         if conf.output:
             raise
@@ -193,12 +199,16 @@ def translate_main(cfg: DictConfig) -> None:
             elif done:
                 os.replace(partial(conf.output), conf.output)
             else:
-                print(f"the {n} lines translated before the error are in "
+                print(f"the {n} lines translated before it stopped are in "
                       f"{partial(conf.output)}; {conf.output} was not written", file=sys.stderr)
         if maps is not None:
             maps.close()
+    if interrupted:
+        print(f"interrupted after {n} lines", file=sys.stderr)
+        sys.exit(130)
     if maps is not None:
         print(f"heatmaps: {maps.folder}", file=sys.stderr)
+    refs = None
     if hyps is not None:
         refs = read_lines(conf.reference)
         if len(refs) != n:
@@ -206,7 +216,7 @@ def translate_main(cfg: DictConfig) -> None:
         print(score(hyps, refs).line() if n else "no lines: nothing to score", file=sys.stderr)
     if kept is not None:
         size = kept.write(maps.folder / "report.html", model_label(translator.configs),
-                          conf.reference, subtitle=f"{conf.input or 'stdin'}: the first "
+                          refs, subtitle=f"{conf.input or 'stdin'}: the first "
                           f"{len(kept.sources)} lines, beam {conf.search.beam_size}, length "
                           f"penalty {conf.search.alpha}, {', '.join(translator.paths)}",
                           buckets=buckets_from_bounds(conf.length_buckets))
