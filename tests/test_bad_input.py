@@ -279,3 +279,25 @@ def test_damaged_hydra_records_are_named_not_a_traceback(run, tmp_path, caplog):
     found = load_run(tmp_path / "run")
     assert found.label == "bahdanau" and found.status == "finished"   # from best.pt
     assert "config.yaml: unreadable" in caplog.text
+
+
+# --- one process per run folder -------------------------------------------------------------
+
+def test_a_run_folder_in_use_is_refused_until_its_process_ends(copy, corpus):
+    """The same command started twice (or a job requeued while the first still runs) must not
+    have two processes writing one last.pt."""
+    from nmt import run_lock
+    lock = run_lock.hold(copy)   # as the process training there holds it
+    try:
+        first = (copy / ".hydra" / "config.yaml").read_bytes()
+        res = cli("train", *TINY, f"data.root={corpus}", "train.max_steps=6",
+                  f"hydra.run.dir={copy}", cwd=copy.parent)
+        one_line_error(res, f"{copy} is being trained by another process")
+        assert (copy / ".hydra" / "config.yaml").read_bytes() == first   # its record kept
+        one_line_error(resume(copy, "train.max_steps=6"), "being trained by another process")
+        assert checkpoint.load(copy / "checkpoints" / "last.pt")["progress"]["step"] == 4
+    finally:
+        run_lock.release(lock)
+    res = resume(copy, "train.max_steps=6")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert checkpoint.load(copy / "checkpoints" / "last.pt")["progress"]["step"] == 6

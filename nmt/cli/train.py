@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError
 
-from nmt import checkpoint, signals  # signals.STOPPED_RUNS: see there
+from nmt import checkpoint, run_lock, signals  # signals.STOPPED_RUNS: see there
 from nmt.cli.common import (
     EARLIER_HYDRA_FILES,
     JobFailed,
@@ -168,6 +168,15 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
     if signals.STOPPED_RUNS and HydraConfig.get().mode == RunMode.MULTIRUN:
         raise JobFailed(f"not started: this process stopped {signals.STOPPED_RUNS[0]} on a stop "
                         "signal; the same command resumes the sweep")
+    held: list = []   # the run folder's lock, while this job trains there (rank 0)
+    try:
+        return train_in_folder(conf, dist, held)
+    finally:
+        for lock in held:
+            run_lock.release(lock)
+
+
+def train_in_folder(conf: TrainConfig, dist: Dist, held: list) -> float:
     extend = True
     if conf.resume:
         run_dir = Path(conf.resume)
@@ -175,6 +184,8 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
         here = Path(HydraConfig.get().runtime.output_dir).resolve() == run_dir.resolve()
         if here:   # resume=RUN hydra.run.dir=RUN: RUN/.hydra stays the record of how it began
             restore_hydra_files()
+        if dist.is_main:
+            held.append(run_lock.hold(run_dir))
         if dist.is_main and not here:   # (there, Hydra's own log file is RUN/train.log)
             handler = logging.FileHandler(run_dir / "train.log")
             fmt = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
@@ -189,7 +200,10 @@ def train_with(conf: TrainConfig, dist: Dist) -> float:
         decision = None
         if dist.is_main:
             try:
+                held.append(run_lock.hold(run_dir))
                 decision = folder_decision(run_dir, conf, check=not multirun)
+            except run_lock.FolderBusy as err:
+                decision = ("refuse", str(err))
             except Exception as err:   # every rank must hear of it (a damaged last.pt, ...)
                 decision = ("refuse", f"{run_dir} holds a run that cannot be read: {err}")
         what, detail = dist.broadcast(decision)
