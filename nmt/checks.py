@@ -65,7 +65,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "save_every_minutes": NON_NEGATIVE,
     },
     "TrainConfig": {"threads": NON_NEGATIVE, "precision": PRECISION,
-                    "seed": (lambda v: 0 <= v < 2**63, "must be 0 or more and below 2**63")},
+                    "seed": (lambda v: 0 <= v < 2**32, "must be 0 or more and below 2**32")},
     "PreprocessConfig": {"threads": NON_NEGATIVE},
     "TranslateConfig": {"threads": NON_NEGATIVE, "precision": PRECISION,
                         "max_heatmaps": NON_NEGATIVE, "chunk_lines": POSITIVE,

@@ -101,23 +101,30 @@ def read_record(path: Path, resolve: bool = False) -> dict:
     return record if isinstance(record, dict) else {}
 
 
+def section(record: dict, *keys: str) -> dict:
+    """record[k1][k2]..., {} where a level is missing or not a mapping (a file cut short)."""
+    for k in keys:
+        record = record.get(k) if isinstance(record, dict) else None
+    return record if isinstance(record, dict) else {}
+
+
 def load_run(path: Path) -> Run:
     config = read_record(path / ".hydra" / "config.yaml", resolve=True)   # data.root
     best = path / "checkpoints" / "best.pt"
     if best.is_file():
         config = checkpoint.load(best)["config"]  # resolved, as trained
-    label = config.get("attention", {}).get("name", path.name)
-    decoder = config.get("decoder", {}).get("name", "luong")
-    runtime = read_record(path / ".hydra" / "hydra.yaml").get("hydra", {}).get("runtime", {})
-    picked = runtime.get("choices", {})
+    label = section(config, "attention").get("name", path.name)
+    decoder = section(config, "decoder").get("name", "luong")
+    runtime = section(read_record(path / ".hydra" / "hydra.yaml"), "hydra", "runtime")
+    picked = section(runtime, "choices")
     label, decoder = picked.get("attention", label), picked.get("decoder", decoder)
-    root = config.get("data", {}).get("root")
+    root = section(config, "data").get("root")
     if root and runtime.get("cwd") and not Path(root).is_absolute():
         # where training ran from, not where nmt-compare runs
         config["data"]["root"] = str(Path(runtime["cwd"]) / root)
     if decoder != "luong":  # the default decoder keeps the plain names (and baselines)
         label = f"{label}/{decoder}-dec"
-    run = Run(path, str(label), int(config.get("seed", 0)), "unfinished", config=config)
+    run = Run(path, str(label), int(config.get("seed") or 0), "unfinished", config=config)
     run.metrics = read_metrics(path / "metrics.jsonl")
     if (path / "summary.json").is_file():
         try:

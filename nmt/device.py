@@ -59,7 +59,7 @@ def find_device(name: str | torch.device) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device={name}: this machine has {torch.cuda.device_count()} "
                              "CUDA device(s)")
-    elif device.type not in ("cpu", "mps", "xpu"):   # meta, ...: hold no numbers
+    elif device.type == "meta":   # tensors without numbers
         raise ValueError(f"device={name}: not a device to compute on (auto, cpu, cuda or "
                          "cuda:N)")
     elif device.type != "cpu":

@@ -184,6 +184,8 @@ class ReportLines:
         """The report of the kept lines, with sentence BLEU when the reference lines are given
         (as many as the input's, already read: a piped reference cannot be read twice).
         Returns its size in bytes."""
+        if isinstance(references, str):   # a file name, as this took before
+            raise TypeError("references: the reference lines, not a file name")
         refs = references[:len(self.sources)] if references is not None else None
         return write_report(path, self.sources, {label: self.results}, refs,
                             title=f"nmt-translate: {label}", subtitle=subtitle, buckets=buckets)

@@ -112,7 +112,7 @@ def test_an_empty_item_of_a_list_is_refused():
 # --- resuming -------------------------------------------------------------------------------
 
 def test_resume_takes_plus_forms_of_a_key_and_refuses_unknown_ones(copy):
-    res = resume(copy, "++train.max_steps=6")
+    res = resume(copy, "++train.max_steps=6", "++threads=1")
     assert res.returncode == 0, res.stderr[-3000:]
     assert checkpoint.load(copy / "checkpoints" / "last.pt")["progress"]["step"] == 6
     one_line_error(resume(copy, "+train.max_stepz=8"), "train.max_stepz")
@@ -143,6 +143,25 @@ def test_resume_in_the_run_folder_itself_keeps_its_record_and_log(copy):
     assert log.count("resumed from") == 1
     new = log.splitlines()[lines:]
     assert len(new) == len(set(new)) > 0
+
+
+def test_a_refused_resume_in_the_run_folder_itself_keeps_its_record(copy):
+    record = {f.name: f.read_bytes() for f in (copy / ".hydra").iterdir()}
+    one_line_error(resume(copy, "seed=5", f"hydra.run.dir={copy}"), "seed=5")
+    one_line_error(resume(copy, "+train.max_stepz=6", f"hydra.run.dir={copy}"), "max_stepz")
+    assert {f.name: f.read_bytes() for f in (copy / ".hydra").iterdir()} == record
+
+
+def test_a_run_that_stored_empty_values_still_resumes(copy):
+    """Runs started before empty values were refused hold "" where a key was meant unset."""
+    path = copy / "checkpoints" / "last.pt"
+    ckpt = checkpoint.load(path)
+    ckpt["config"]["resume"] = ""
+    ckpt["config"]["data"]["valid_src"] = ckpt["config"]["data"]["valid_tgt"] = ""
+    checkpoint.save(ckpt, path)
+    res = resume(copy, "train.max_steps=6")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert checkpoint.load(path)["progress"]["step"] == 6
 
 
 def test_a_last_pt_without_training_state_is_named_on_resume(copy):
@@ -181,12 +200,12 @@ def test_a_piped_reference_is_read_once_for_score_and_report(run, corpus, tmp_pa
     def feed():
         with open(fifo, "w") as f:
             f.write(ref)
-    writer = threading.Thread(target=feed)
+    writer = threading.Thread(target=feed, daemon=True)   # never holds up pytest
     writer.start()
     res = cli("translate", f"checkpoint={run / 'checkpoints' / 'best.pt'}",
               f"input={corpus / 'val.en'}", f"reference={fifo}", "heatmaps=true",
               f"heatmap_dir={tmp_path / 'maps'}", f"output={tmp_path / 'out.de'}", cwd=tmp_path)
-    writer.join()
+    writer.join(timeout=10)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "BLEU" in res.stderr and (tmp_path / "maps" / "report.html").is_file()
 
@@ -272,9 +291,10 @@ def test_compare_finds_a_relative_data_root_from_another_folder(run, tmp_path, m
     assert root.is_absolute() and (root / "val.en").is_file()
 
 
-def test_damaged_hydra_records_are_named_not_a_traceback(run, tmp_path, caplog):
+@pytest.mark.parametrize("choices", ["", "hydra:\n", "hydra:\n  runtime:\n"])
+def test_damaged_hydra_records_are_named_not_a_traceback(run, tmp_path, caplog, choices):
     shutil.copytree(run, tmp_path / "run")
-    (tmp_path / "run" / ".hydra" / "hydra.yaml").write_text("")
+    (tmp_path / "run" / ".hydra" / "hydra.yaml").write_text(choices)
     (tmp_path / "run" / ".hydra" / "config.yaml").write_text("data: [unclosed\n")
     found = load_run(tmp_path / "run")
     assert found.label == "bahdanau" and found.status == "finished"   # from best.pt

@@ -55,12 +55,16 @@ def unknown_key(cfg: DictConfig, cls: type) -> str | None:
     return None
 
 
+def no_such_setting(key: str) -> str:
+    return (f"{key}: no such setting (misspelt?); a key given with + must be one of the "
+            "config's own")
+
+
 def to_object(cfg: DictConfig, cls: type[T]) -> T:
     """The config as its dataclass, its values checked (ValueError naming the key)."""
     key = unknown_key(cfg, cls)
     if key is not None:
-        raise ValueError(f"{key}: no such setting (misspelt?); a key given with + must be one "
-                         "of the config's own")
+        raise ValueError(no_such_setting(key))
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, cls), type(obj)
     check_config(obj)

@@ -22,6 +22,7 @@ from nmt import checkpoint, run_lock, signals  # signals.STOPPED_RUNS: see there
 from nmt.cli.common import (
     EARLIER_HYDRA_FILES,
     JobFailed,
+    no_such_setting,
     register_schemas,
     restore_hydra_files,
     to_object,
@@ -37,6 +38,18 @@ STOPPED = 3   # exit status of a run or sweep stopped by Ctrl-C or SIGTERM after
 register_schemas()
 
 
+def unset_empty(stored: dict, defaults: dict) -> dict:
+    """`stored` with "" as None where the key's default is None (and `resume` unset)."""
+    out = {}
+    for k, v in stored.items():
+        if isinstance(v, dict) and isinstance(defaults.get(k), dict):
+            out[k] = unset_empty(v, defaults[k])
+        else:
+            out[k] = None if v == "" and (k == "resume" or k in defaults
+                                          and defaults[k] is None) else v
+    return out
+
+
 def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     """The config a run was started with (from its last checkpoint), with resume set and this
     command's plain key overrides (e.g. a new train.max_steps) applied on top."""
@@ -44,9 +57,11 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"resume={run_dir}: a file; give the run folder (the one holding "
                          "checkpoints/last.pt)")
     stored = checkpoint.load_resumable(run_dir / "checkpoints" / "last.pt")["config"]
+    # Runs started before empty values were refused may hold "" where a key was meant unset.
+    stored = unset_empty(stored, asdict(TrainConfig()))
     merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), stored)
     overrides = [o for o in HydraConfig.get().overrides.task
-                 if not o.startswith(("resume=", "hydra.", "threads=", "device="))]
+                 if not o.lstrip("+").startswith(("resume=", "hydra.", "threads=", "device="))]
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+")
         if key.startswith("~") or "=" not in o:
@@ -59,7 +74,7 @@ def resumed_config(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+")
                                                                  for o in overrides]))
     except ConfigKeyError as err:
-        raise ValueError(f"{err.full_key}: no such setting (misspelt?)") from None
+        raise ValueError(no_such_setting(err.full_key)) from None
     out = to_object(merged, TrainConfig)
     after = flat(asdict(out))
     # The seed made the initial weights: another one would label the run with a seed that
@@ -123,7 +138,7 @@ def folder_decision(run_dir: Path, conf: TrainConfig, check: bool) -> tuple[str,
     finished = "done"
     step = None
     if last.is_file():
-        ckpt = checkpoint.load_resumable(last)
+        ckpt = checkpoint.load(last)
         finished, step = ckpt["progress"]["finished"], ckpt["progress"]["step"]
         differ = other_settings(ckpt["config"], conf) if check else []
     elif check:   # checkpoints deleted: the record Hydra kept is all there is to compare
@@ -150,6 +165,8 @@ def folder_decision(run_dir: Path, conf: TrainConfig, check: bool) -> tuple[str,
 
 @user_errors
 def train_main(cfg: DictConfig) -> float:
+    if resuming_in_place(cfg):   # resume=RUN hydra.run.dir=RUN: RUN/.hydra stays the record of
+        restore_hydra_files()    # how the run began, also when this command is refused
     conf = to_object(cfg, TrainConfig)
     dist = init_from_env(setup_device(conf.device, conf.threads))
     try:
@@ -162,6 +179,23 @@ def train_main(cfg: DictConfig) -> float:
         raise
     dist.close()
     return result
+
+
+def resuming_in_place(cfg: DictConfig) -> bool:
+    resume = cfg.get("resume")
+    return bool(resume) and (Path(str(resume)).resolve()
+                             == Path(HydraConfig.get().runtime.output_dir).resolve())
+
+
+def take_folder(run_dir: Path, dist: Dist, held: list) -> str | None:
+    """Rank 0 locks the run folder; every rank hears whether another process has it."""
+    busy = None
+    if dist.is_main:
+        try:
+            held.append(run_lock.hold(run_dir))
+        except run_lock.FolderBusy as err:
+            busy = str(err)
+    return dist.broadcast(busy)
 
 
 def train_with(conf: TrainConfig, dist: Dist) -> float:
@@ -181,11 +215,10 @@ def train_in_folder(conf: TrainConfig, dist: Dist, held: list) -> float:
     if conf.resume:
         run_dir = Path(conf.resume)
         conf = resumed_config(run_dir, conf)
+        busy = take_folder(run_dir, dist, held)
+        if busy:
+            raise ValueError(busy)
         here = Path(HydraConfig.get().runtime.output_dir).resolve() == run_dir.resolve()
-        if here:   # resume=RUN hydra.run.dir=RUN: RUN/.hydra stays the record of how it began
-            restore_hydra_files()
-        if dist.is_main:
-            held.append(run_lock.hold(run_dir))
         if dist.is_main and not here:   # (there, Hydra's own log file is RUN/train.log)
             handler = logging.FileHandler(run_dir / "train.log")
             fmt = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
@@ -198,12 +231,12 @@ def train_in_folder(conf: TrainConfig, dist: Dist, held: list) -> float:
         # nothing is trained over from scratch. Rank 0 decides for every rank.
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         decision = None
-        if dist.is_main:
+        busy = take_folder(run_dir, dist, held)
+        if busy:
+            decision = ("refuse", busy)
+        elif dist.is_main:
             try:
-                held.append(run_lock.hold(run_dir))
                 decision = folder_decision(run_dir, conf, check=not multirun)
-            except run_lock.FolderBusy as err:
-                decision = ("refuse", str(err))
             except Exception as err:   # every rank must hear of it (a damaged last.pt, ...)
                 decision = ("refuse", f"{run_dir} holds a run that cannot be read: {err}")
         what, detail = dist.broadcast(decision)

@@ -198,7 +198,8 @@ def translate_main(cfg: DictConfig) -> None:
                 pass   # a device or pipe: written in place
             elif done:
                 os.replace(partial(conf.output), conf.output)
-            else:
+            else:   # counted in the file: a stop can come between writing a line and counting
+                n = count_lines(str(partial(conf.output))) or 0
                 print(f"the {n} lines translated before it stopped are in "
                       f"{partial(conf.output)}; {conf.output} was not written", file=sys.stderr)
         if maps is not None:
