@@ -1,7 +1,8 @@
 """Self-contained checkpoints: weights, config, tokenizer and training state.
 
 Written atomically (temporary file, fsync, rename), loaded with weights_only=True so loading never
-runs code from the file.
+runs code from the file, and checked against the CRC-32 that torch's zip format keeps for every
+record (torch.load does not check them, so flipped bits inside the weights would load silently).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +65,29 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if head[:2] != b"PK" and head[:1] != b"\x80":   # torch's zip format, or a legacy pickle
         raise CheckpointError(f"{path}: not a PyTorch checkpoint")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        damaged = first_damaged_record(path) if head[:2] == b"PK" else None
+        obj = None if damaged else torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message suggests loading it unsafely; name only what was refused
         what = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line]
         raise CheckpointError(f"{path}: refused to load: the file holds objects other than "
                               "tensors and plain data" + (f" ({what[0]})" if what else "")
                               ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error, zlib.error,
+            NotImplementedError) as err:
         raise CheckpointError(f"{path}: truncated or corrupted checkpoint ({err})") from err
+    if damaged:
+        raise CheckpointError(f"{path}: corrupted checkpoint (its record {damaged} fails the "
+                              "CRC-32 check; the file changed after it was written)")
     if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
         raise CheckpointError(f"{path}: not a checkpoint of this toolkit (no model/config)")
     return obj
+
+
+def first_damaged_record(path: Path) -> str | None:
+    """The name of the first zip record whose bytes do not match their CRC-32, or None."""
+    with zipfile.ZipFile(path) as archive:
+        return archive.testzip()
 
 
 TRAINING_STATE = ("optimizer", "scheduler", "progress", "rng")

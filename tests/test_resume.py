@@ -85,6 +85,25 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, keep):
         checkpoint.load(path)
 
 
+@pytest.mark.parametrize("where", [0.3, 0.5, 0.7])
+def test_a_flipped_byte_inside_the_weights_is_caught(tmp_path, where):
+    # torch.load itself reads such a file without a word and returns other weights
+    path = tmp_path / "c.pt"
+    checkpoint.save({"model": {"w": torch.ones(10_000)}, "config": {}}, path)
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x40
+    path.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(path, weights_only=True)["model"]["w"], torch.ones(10_000))
+    with pytest.raises(checkpoint.CheckpointError, match=r"c.pt: corrupted checkpoint .*CRC-32"):
+        checkpoint.load(path)
+
+
+def test_an_intact_checkpoint_passes_the_crc_check(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoint.save({"model": {"w": torch.arange(10_000.0)}, "config": {"v": 1}}, path)
+    assert torch.equal(checkpoint.load(path)["model"]["w"], torch.arange(10_000.0))
+
+
 @pytest.mark.parametrize("junk", [b"junk", b"\x80\x02", b"not a checkpoint at all\n" * 10])
 def test_a_file_that_is_no_checkpoint_is_a_clear_error(tmp_path, junk):
     path = tmp_path / "c.pt"
