@@ -79,10 +79,11 @@ def time_to_fraction(metrics: Sequence[dict], fraction: float = 0.95
 
 
 def convergence(finished: str) -> str:
-    """converged (early stopping on validation BLEU), capped (a time, step or epoch budget
-    ended it first), or the reason itself (e.g. non_finite_loss)."""
+    """converged (early stopping on validation BLEU), capped by a time, step or epoch budget
+    that ended it first (named: a time cap depends on what else shared the machine), or the
+    reason itself (e.g. non_finite_loss)."""
     if finished == "early_stopping":
         return "converged"
     if finished in ("max_minutes", "max_steps", "max_epochs"):
-        return "capped"
+        return f"capped ({finished})"
     return finished or "unfinished"

@@ -35,6 +35,7 @@ from nmt.api import load
 from nmt.config import SearchOptions
 from nmt.data.corpus import find_file, read_lines
 from nmt.evaluate import (
+    RESAMPLING_SEED,
     bootstrap_ci,
     paired_randomization,
     score,
@@ -301,8 +302,10 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
                                                      refs[name]) for seed, _, _ in pairs}
                         a = np.concatenate([s for _, s, _ in pairs])
                         b = np.concatenate([base[seed] for seed, _, _ in pairs])
-                        row[f"{name}.p_vs_{baseline}"] = paired_randomization(metric, a, b,
-                                                                              samples)
+                        p = paired_randomization(metric, a, b, samples)
+                        row[f"{name}.p_vs_{baseline}"] = p
+                        # no shuffle as far apart as the real pair: p is only "at most" this
+                        row[f"{name}.p_at_floor"] = p <= 1.5 / (samples + 1)
                         row[f"{name}.p_seeds"] = ",".join(str(seed) for seed, _, _ in pairs)
                         row[f"{name}.delta_vs_{baseline}"] = {
                             seed: v - score_from_stats(metric, base[seed].sum(0))
@@ -349,7 +352,9 @@ def table_cells(rows: list[dict], test_sets: list[str], baseline: str) -> list[l
         for name in test_sets:
             if f"{name}.bleu" in r:
                 ci = r[f"{name}.bleu_ci"]
-                p = fmt(r.get(f"{name}.p_vs_{baseline}"), 4)
+                p = fmt(r.get(f"{name}.p_vs_{baseline}"), 3)
+                if r.get(f"{name}.p_at_floor"):
+                    p = f"≤ {r[f'{name}.p_vs_{baseline}']:.2g}"
                 tested = r.get(f"{name}.p_seeds", r["seeds"])
                 if p and set(tested.split(",")) != set(r["seeds"].split(",")):
                     p += f" (seeds {tested})"
@@ -381,7 +386,8 @@ def length_table(rows: list[dict], test_set: str) -> str:
         return ""
     counts = ok[0][f"{test_set}.length_sentences"]
     buckets = list(counts)
-    lines = [f"\nBLEU on {test_set} by source length in words (sentences per bucket: "
+    lines = [f"\nBLEU on {test_set} by source length in words (whitespace-separated; mean over "
+             "seeds of each run's corpus BLEU within the bucket; sentences per bucket: "
              + ", ".join(f"{b}: {counts[b]}" for b in buckets) + "):\n\n",
              "| variant | " + " | ".join(buckets) + " |\n", "|---|" + "---|" * len(buckets) + "\n"]
     for r in ok:
@@ -413,17 +419,24 @@ def delta_table(rows: list[dict], test_set: str, baseline: str) -> str:
 
 
 def write_results(rows: list[dict], signatures: dict, test_sets: list[str], baseline: str,
-                  out_dir: Path, opts: SearchOptions) -> str:
+                  out_dir: Path, opts: SearchOptions, samples: int) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows, test_sets, baseline)
     sig = "".join(f"- {k}: `{v}`\n" for k, v in signatures.items())
     note = (f"Search: beam {opts.beam_size}, length penalty alpha {opts.alpha}. BLEU/chrF: mean ± "
-            "std over seeds; 95% CI: sentence bootstrap of the mean over seeds (the test set's "
-            "sampling, not the seeds' spread); p: paired approximate randomization against "
-            f"{baseline}, each seed's run against the same seed's {baseline} run, pooled (a "
-            "test of these trained models, not of the variant over all seeds). Train tok/s: "
-            "each run's training tokens over its training seconds, mean over seeds, under "
-            "whatever shared their machines; decode "
+            "sample std (n - 1) over seeds; 95% CI: percentile bootstrap over sentences of the "
+            f"mean over seeds ({samples:,} resamples; the test set's sampling, not the seeds' "
+            "spread); p: paired approximate randomization against "
+            f"{baseline} ({samples:,} shuffles, two-sided; ≤ 1/(shuffles + 1) where no shuffle "
+            f"was as far apart as the real pair), each seed's run against the same seed's "
+            f"{baseline} run, pooled (a test of these trained models, not of the variant over "
+            "all seeds; not corrected for the number of variants tested). Converged: ended by "
+            "early stopping (no better validation BLEU for the recipe's patience), else the cap "
+            "that ended it. Train min and min to 95%: training time alone (no validation or "
+            "test decoding), mean over seeds; min to 95%: the first validation that reached 95% "
+            "of the run's own best validation BLEU. Train tok/s: "
+            "each run's training tokens over its training seconds, mean over seeds; these "
+            "three are measured under whatever shared the runs' machines; decode "
             "sent/s: the run's own test decoding where its outputs are reused (its threads and "
             "load), else timed here, the report's sentences with alignments recorded.\n")
     lengths = "".join(length_table(rows, name) for name in test_sets)
@@ -432,7 +445,9 @@ def write_results(rows: list[dict], signatures: dict, test_sets: list[str], base
                                         + "\nSignatures:\n" + sig)
     (out_dir / "results.json").write_text(json.dumps({"rows": rows, "signatures": signatures,
                                                       "beam": opts.beam_size,
-                                                      "alpha": opts.alpha}, indent=1))
+                                                      "alpha": opts.alpha, "samples": samples,
+                                                      "random_seed": RESAMPLING_SEED},
+                                                     indent=1))
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(out_dir / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)

@@ -38,6 +38,9 @@ def _metric(name: str):
     return BLEU() if name == "bleu" else CHRF()
 
 
+RESAMPLING_SEED = 12345   # the bootstrap's and the randomization test's, for reproducible p and CI
+
+
 def sentence_stats(name: str, hypotheses: list[str], references: list[str]) -> np.ndarray:
     """Per-sentence sufficient statistics of sacreBLEU's BLEU or chrF: [N, K]; their column
     sums give the corpus score (sacreBLEU's own bootstrap works the same way)."""
@@ -52,7 +55,7 @@ def score_from_stats(name: str, stats: np.ndarray) -> float:
 
 
 def bootstrap_ci(name: str, stats: np.ndarray | list[np.ndarray], samples: int = 1000,
-                 seed: int = 12345) -> tuple[float, float]:
+                 seed: int = RESAMPLING_SEED) -> tuple[float, float]:
     """95% confidence interval of the corpus score by resampling sentences (percentile method).
     Given several runs' statistics on the same sentences (seeds), of the mean of their scores:
     each resample draws one set of sentences for all runs. It covers the test set's sampling,
@@ -71,7 +74,7 @@ def bootstrap_ci(name: str, stats: np.ndarray | list[np.ndarray], samples: int =
 
 
 def paired_randomization(name: str, stats_a: np.ndarray, stats_b: np.ndarray,
-                         samples: int = 1000, seed: int = 12345) -> float:
+                         samples: int = 1000, seed: int = RESAMPLING_SEED) -> float:
     """Approximate randomization test (Riezler & Maxwell 2005) of |score(a) - score(b)|:
     swap the two systems' outputs sentence by sentence at random; p = share of swaps at least
     as different as the real pair (+1 smoothing). Identical systems give p = 1."""

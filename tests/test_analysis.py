@@ -69,7 +69,8 @@ def test_training_speed_weights_each_window_by_its_seconds():
 
 def test_convergence_labels():
     assert convergence("early_stopping") == "converged"
-    assert convergence("max_minutes") == "capped"
+    assert convergence("max_minutes") == "capped (max_minutes)"
+    assert convergence("max_steps") == "capped (max_steps)"
     assert convergence("non_finite_loss") == "non_finite_loss"
 
 

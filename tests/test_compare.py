@@ -99,7 +99,7 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert "minus bahdanau's, seed by seed" in (out / "results.md").read_text()
     assert np.isfinite(rows["luong_general"]["test_2016_flickr.bleu"])
     # Ended by train.max_steps, not by early stopping: capped; 12 test sentences, all short.
-    assert rows["bahdanau"]["convergence"] == "capped 1/1"
+    assert rows["bahdanau"]["convergence"] == "capped (max_steps) 1/1"
     assert rows["bahdanau/bahdanau-dec"]["status"] == "finished"
     assert rows["bahdanau/bahdanau-dec"]["params"] == rows["bahdanau"]["params"] > 0
     assert rows["bahdanau"]["steps_to_95"] in (2, 4) and rows["bahdanau"]["minutes_to_95"] > 0
@@ -170,6 +170,18 @@ def test_the_table_tests_each_seed_against_the_same_seed_and_never_the_baseline(
     assert again["v"]["t.p_vs_base"] == rows["v"]["t.p_vs_base"]
     assert again["v"]["t.bleu_ci"] == pytest.approx(rows["v"]["t.bleu_ci"])
     assert again["v"]["seeds"] == "1,2,3" and list(again) == ["v", "base"]
+
+
+def test_a_p_at_the_tests_floor_is_shown_as_a_bound(tmp_path):
+    # No shuffle comes near perfect output against empty output: p is only "at most 1/51".
+    runs = fake_runs(tmp_path, {("base", 1): list(REFS), ("v", 1): [""] * len(REFS),
+                                ("w", 1): ["a man rides"] + list(REFS[1:])})
+    rows = compare(runs, ["t"], "base", samples=50)[0]
+    cells = table_cells(rows, ["t"], "base")
+    column = cells[0].index("p vs base")
+    assert rows[1]["t.p_at_floor"] and rows[1]["t.p_vs_base"] == pytest.approx(1 / 51)
+    assert cells[2][column] == "≤ 0.02"
+    assert not rows[2]["t.p_at_floor"] and cells[3][column] == f"{rows[2]['t.p_vs_base']:.3f}"
 
 
 def test_two_runs_of_one_variant_and_seed_are_named_in_a_warning(tmp_path, caplog):

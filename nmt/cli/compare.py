@@ -54,7 +54,7 @@ def compare_main(cfg: DictConfig) -> None:
                     baseline)
     buckets = buckets_from_bounds(conf.length_buckets)
     rows, sigs = compare(runs, test_sets, baseline, conf.samples, buckets)
-    table = write_results(rows, sigs, test_sets, baseline, out, conf.search)
+    table = write_results(rows, sigs, test_sets, baseline, out, conf.search, conf.samples)
     print(table)
     first = test_sets[0]
     ok_rows = [r for r in rows if f"{first}.bleu" in r]
