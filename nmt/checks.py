@@ -72,7 +72,8 @@ RULES: dict[str, dict[str, Rule]] = {
                         "report_sentences": NON_NEGATIVE, "length_buckets": LENGTH_BOUNDS},
     "CompareConfig": {"threads": NON_NEGATIVE, "precision": PRECISION, "samples": POSITIVE,
                       "alignment_sentences": NON_NEGATIVE, "report_sentences": NON_NEGATIVE,
-                      "length_buckets": LENGTH_BOUNDS},
+                      "length_buckets": LENGTH_BOUNDS,
+                      "order": (lambda v: v in ("bleu", "runs"), "must be bleu or runs")},
     "AverageConfig": {"last": POSITIVE},
 }
 

@@ -326,6 +326,11 @@ def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int =
     return rows, signatures
 
 
+def by_bleu(rows: list[dict], test_set: str) -> list[dict]:
+    """Rows by mean BLEU on `test_set`, best first; rows without it (no finished run) last."""
+    return sorted(rows, key=lambda r: -r.get(f"{test_set}.bleu", float("-inf")))
+
+
 def fmt(x: object, digits: int = 2) -> str:
     if isinstance(x, float):
         return "" if x != x else f"{x:.{digits}f}"

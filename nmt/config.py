@@ -179,6 +179,8 @@ class CompareConfig:
     runs: Any = "???"                    # a multirun folder, a run folder, or a list of them
     test_sets: list[str] = field(default_factory=list)  # default: the runs' data.test
     baseline: str = "bahdanau"           # variant the significance tests compare against
+    order: str = "bleu"                  # bleu: rows by the first test set's mean BLEU, best
+    #                                      first; runs: in the order the runs were given
     samples: int = 10000                 # bootstrap resamples and randomization shuffles
     #                                      (at 1,000 a p near 0.05 moves by about 0.01 with the
     #                                      random seed)

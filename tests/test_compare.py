@@ -90,6 +90,9 @@ def test_compare_a_sweep(multi30k, tmp_path):
     assert matplotlib.image.imread(out / "bleu.png").ndim == 3
     rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert set(rows) == {"bahdanau", "luong_general", "location", "bahdanau/bahdanau-dec"}
+    # Best first by test_2016_flickr BLEU; the unfinished variant (no BLEU) last.
+    bleus = [r.get("test_2016_flickr.bleu", -1.0) for r in rows.values()]
+    assert bleus == sorted(bleus, reverse=True) and list(rows)[-1] == "location"
     assert rows["location"]["status"].startswith("seed 1: unfinished")
     assert rows["bahdanau"]["status"] == "finished"
     assert "test_2016_flickr.p_vs_bahdanau" not in rows["bahdanau"]   # not tested on itself

@@ -42,6 +42,7 @@ def train_with(**sections):
     (TranslateConfig(search=SearchOptions(beam_size=2, nbest=3)), "search.nbest=3"),
     (TranslateConfig(chunk_lines=0), "chunk_lines=0"),
     (CompareConfig(samples=0), "samples=0"),
+    (CompareConfig(order="best"), "order=best"),
     (CompareConfig(length_buckets=[20, 10]), "length_buckets=[20, 10]"),
     (CompareConfig(length_buckets=[0, 10]), "length_buckets=[0, 10]"),
     (CompareConfig(length_buckets=[10, 10]), "length_buckets=[10, 10]"),

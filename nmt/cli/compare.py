@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from nmt.analysis import buckets_from_bounds
 from nmt.cli.common import register_schemas, to_object, user_errors
-from nmt.compare import compare, decode_run, find_runs, load_run, test_files, write_results
+from nmt.compare import by_bleu, compare, decode_run, find_runs, load_run, test_files, write_results
 from nmt.config import CompareConfig
 from nmt.data.corpus import read_lines
 from nmt.device import setup_device
@@ -54,6 +54,8 @@ def compare_main(cfg: DictConfig) -> None:
                     baseline)
     buckets = buckets_from_bounds(conf.length_buckets)
     rows, sigs = compare(runs, test_sets, baseline, conf.samples, buckets)
+    if conf.order == "bleu":
+        rows = by_bleu(rows, test_sets[0])
     table = write_results(rows, sigs, test_sets, baseline, out, conf.search, conf.samples)
     print(table)
     first = test_sets[0]
