@@ -331,6 +331,16 @@ def by_bleu(rows: list[dict], test_set: str) -> list[dict]:
     return sorted(rows, key=lambda r: -r.get(f"{test_set}.bleu", float("-inf")))
 
 
+def p_text(p: float | None, at_floor: bool | None = False) -> str:
+    """Three decimals; one significant digit under 0.001 (0.0002 is not 0.000); a p that no
+    shuffle reached is a bound (e.g. "≤ 0.0001")."""
+    if p is None:
+        return ""
+    if at_floor:
+        return f"≤ {p:.1g}"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1g}"
+
+
 def fmt(x: object, digits: int = 2) -> str:
     if isinstance(x, float):
         return "" if x != x else f"{x:.{digits}f}"
@@ -357,9 +367,7 @@ def table_cells(rows: list[dict], test_sets: list[str], baseline: str) -> list[l
         for name in test_sets:
             if f"{name}.bleu" in r:
                 ci = r[f"{name}.bleu_ci"]
-                p = fmt(r.get(f"{name}.p_vs_{baseline}"), 3)
-                if r.get(f"{name}.p_at_floor"):
-                    p = f"≤ {r[f'{name}.p_vs_{baseline}']:.2g}"
+                p = p_text(r.get(f"{name}.p_vs_{baseline}"), r.get(f"{name}.p_at_floor"))
                 tested = r.get(f"{name}.p_seeds", r["seeds"])
                 if p and set(tested.split(",")) != set(r["seeds"].split(",")):
                     p += f" (seeds {tested})"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nmt.alignment_file import read_alignments
-from nmt.compare import Run, compare, find_runs, load_run, table_cells
+from nmt.compare import Run, compare, find_runs, load_run, p_text, table_cells
 from nmt.evaluate import bootstrap_ci, paired_randomization, score_from_stats, sentence_stats
 from nmt.report import read_report
 from tests.test_end_to_end import small_corpus
@@ -185,6 +185,8 @@ def test_a_p_at_the_tests_floor_is_shown_as_a_bound(tmp_path):
     assert rows[1]["t.p_at_floor"] and rows[1]["t.p_vs_base"] == pytest.approx(1 / 51)
     assert cells[2][column] == "≤ 0.02"
     assert not rows[2]["t.p_at_floor"] and cells[3][column] == f"{rows[2]['t.p_vs_base']:.3f}"
+    assert [p_text(p) for p in (0.0412, 0.00019998, 1.0)] == ["0.041", "0.0002", "1.000"]
+    assert p_text(1 / 10001, at_floor=True) == "≤ 0.0001" and p_text(None) == ""
 
 
 def test_two_runs_of_one_variant_and_seed_are_named_in_a_warning(tmp_path, caplog):
