@@ -2,7 +2,8 @@
 
 Written atomically (temporary file, fsync, rename), loaded with weights_only=True so loading never
 runs code from the file, and checked against the CRC-32 that torch's zip format keeps for every
-record (torch.load does not check them, so flipped bits inside the weights would load silently).
+record (torch.load does not check them, so flipped bits inside the weights would load silently;
+files written with torch's CRC-32 turned off have none to check).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -58,15 +59,27 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
                               f"{path / 'checkpoints' / 'best.pt'})")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    # One open file for the check and the load: a best.pt replaced meanwhile (a run still
+    # training writes a new one by rename) cannot be checked in one version and read in another.
     with open(path, "rb") as f:
         head = f.read(4)
-    if not head:
-        raise CheckpointError(f"{path}: an empty file, not a checkpoint (truncated?)")
-    if head[:2] != b"PK" and head[:1] != b"\x80":   # torch's zip format, or a legacy pickle
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint")
+        if not head:
+            raise CheckpointError(f"{path}: an empty file, not a checkpoint (truncated?)")
+        if head[:2] != b"PK" and head[:1] != b"\x80":   # torch's zip format, or a legacy pickle
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint")
+        obj = read_checked(f, path, head[:2] == b"PK", map_location)
+    if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
+        raise CheckpointError(f"{path}: not a checkpoint of this toolkit (no model/config)")
+    return obj
+
+
+def read_checked(f: BinaryIO, path: Path, is_zip: bool,
+                 map_location: str | torch.device) -> Any:
     try:
-        damaged = first_damaged_record(path) if head[:2] == b"PK" else None
-        obj = None if damaged else torch.load(path, map_location=map_location, weights_only=True)
+        damaged = first_damaged_record(f) if is_zip else None
+        if damaged is None:
+            f.seek(0)
+            return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message suggests loading it unsafely; name only what was refused
         what = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line]
@@ -74,20 +87,22 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
                               "tensors and plain data" + (f" ({what[0]})" if what else "")
                               ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error, zlib.error,
-            NotImplementedError) as err:
+            NotImplementedError, ValueError) as err:   # ValueError: e.g. a damaged name field
         raise CheckpointError(f"{path}: truncated or corrupted checkpoint ({err})") from err
-    if damaged:
-        raise CheckpointError(f"{path}: corrupted checkpoint (its record {damaged} fails the "
-                              "CRC-32 check; the file changed after it was written)")
-    if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
-        raise CheckpointError(f"{path}: not a checkpoint of this toolkit (no model/config)")
-    return obj
+    raise CheckpointError(f"{path}: corrupted checkpoint (its record {damaged} fails the zip "
+                          "format's CRC-32 or header check; the file changed after it was "
+                          "written)")
 
 
-def first_damaged_record(path: Path) -> str | None:
-    """The name of the first zip record whose bytes do not match their CRC-32, or None."""
-    with zipfile.ZipFile(path) as archive:
-        return archive.testzip()
+def first_damaged_record(f: BinaryIO) -> str | None:
+    """The name of the first zip record whose bytes do not match their CRC-32 (or whose header
+    is damaged), or None. Files written with torch's CRC-32 turned off
+    (torch.serialization.set_crc32_options(False)) store 0 for every record: not checked."""
+    f.seek(0)
+    archive = zipfile.ZipFile(f)
+    if all(info.CRC == 0 for info in archive.infolist() if info.file_size):
+        return None
+    return archive.testzip()
 
 
 TRAINING_STATE = ("optimizer", "scheduler", "progress", "rng")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -229,7 +230,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int = 1000,
+def compare(runs: list[Run], test_sets: list[str], baseline: str, samples: int = 10000,
             buckets: Buckets = LENGTH_BUCKETS) -> tuple[list[dict], dict]:
     """One row per variant (BLEU by source length in `buckets`); returns the rows and the
     metric signatures."""
@@ -336,8 +337,9 @@ def p_text(p: float | None, at_floor: bool | None = False) -> str:
     shuffle reached is a bound (e.g. "≤ 0.0001")."""
     if p is None:
         return ""
-    if at_floor:
-        return f"≤ {p:.1g}"
+    if at_floor:   # rounded up, so that the bound holds (1/8001 is "≤ 0.0002", not 0.0001)
+        unit = 10.0 ** math.floor(math.log10(p))
+        return f"≤ {math.ceil(p / unit - 1e-9) * unit:.1g}"
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1g}"
 
 
@@ -455,14 +457,14 @@ def write_results(rows: list[dict], signatures: dict, test_sets: list[str], base
     lengths = "".join(length_table(rows, name) for name in test_sets)
     deltas = "".join(delta_table(rows, name, baseline) for name in test_sets)
     (out_dir / "results.md").write_text(table + "\n" + note + deltas + lengths
-                                        + "\nSignatures:\n" + sig)
+                                        + "\nSignatures:\n" + sig, encoding="utf-8")
     (out_dir / "results.json").write_text(json.dumps({"rows": rows, "signatures": signatures,
                                                       "beam": opts.beam_size,
                                                       "alpha": opts.alpha, "samples": samples,
                                                       "random_seed": RESAMPLING_SEED},
-                                                     indent=1))
+                                                     indent=1), encoding="utf-8")
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out_dir / "results.csv", "w", newline="") as f:
+    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:

@@ -54,7 +54,7 @@ def score_from_stats(name: str, stats: np.ndarray) -> float:
     return float(_metric(name)._compute_score_from_stats(stats.tolist()).score)
 
 
-def bootstrap_ci(name: str, stats: np.ndarray | list[np.ndarray], samples: int = 1000,
+def bootstrap_ci(name: str, stats: np.ndarray | list[np.ndarray], samples: int = 10000,
                  seed: int = RESAMPLING_SEED) -> tuple[float, float]:
     """95% confidence interval of the corpus score by resampling sentences (percentile method).
     Given several runs' statistics on the same sentences (seeds), of the mean of their scores:
@@ -74,7 +74,7 @@ def bootstrap_ci(name: str, stats: np.ndarray | list[np.ndarray], samples: int =
 
 
 def paired_randomization(name: str, stats_a: np.ndarray, stats_b: np.ndarray,
-                         samples: int = 1000, seed: int = RESAMPLING_SEED) -> float:
+                         samples: int = 10000, seed: int = RESAMPLING_SEED) -> float:
     """Approximate randomization test (Riezler & Maxwell 2005) of |score(a) - score(b)|:
     swap the two systems' outputs sentence by sentence at random; p = share of swaps at least
     as different as the real pair (+1 smoothing). Identical systems give p = 1."""

@@ -187,6 +187,8 @@ def test_a_p_at_the_tests_floor_is_shown_as_a_bound(tmp_path):
     assert not rows[2]["t.p_at_floor"] and cells[3][column] == f"{rows[2]['t.p_vs_base']:.3f}"
     assert [p_text(p) for p in (0.0412, 0.00019998, 1.0)] == ["0.041", "0.0002", "1.000"]
     assert p_text(1 / 10001, at_floor=True) == "≤ 0.0001" and p_text(None) == ""
+    assert p_text(1 / 8001, at_floor=True) == "≤ 0.0002"    # a bound: rounded up
+    assert p_text(1 / 1001, at_floor=True) == "≤ 0.001" and p_text(1 / 4, at_floor=True) == "≤ 0.3"
 
 
 def test_two_runs_of_one_variant_and_seed_are_named_in_a_warning(tmp_path, caplog):

@@ -98,6 +98,27 @@ def test_a_flipped_byte_inside_the_weights_is_caught(tmp_path, where):
         checkpoint.load(path)
 
 
+def test_a_checkpoint_written_without_crcs_still_loads(tmp_path):
+    # torch.serialization.set_crc32_options(False) stores 0 for every record: nothing to check
+    path = tmp_path / "c.pt"
+    torch.serialization.set_crc32_options(False)
+    try:
+        checkpoint.save({"model": {"w": torch.arange(100.0)}, "config": {}}, path)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert torch.equal(checkpoint.load(path)["model"]["w"], torch.arange(100.0))
+
+
+def test_a_damaged_zip_header_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoint.save({"model": {"w": torch.ones(100)}, "config": {}}, path)
+    data = bytearray(path.read_bytes())
+    data[26] ^= 0x80    # the first record's name length, in its local header
+    path.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="c.pt: .*corrupted checkpoint"):
+        checkpoint.load(path)
+
+
 def test_an_intact_checkpoint_passes_the_crc_check(tmp_path):
     path = tmp_path / "c.pt"
     checkpoint.save({"model": {"w": torch.arange(10_000.0)}, "config": {"v": 1}}, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -57,7 +58,7 @@ def compare_main(cfg: DictConfig) -> None:
     if conf.order == "bleu":
         rows = by_bleu(rows, test_sets[0])
     table = write_results(rows, sigs, test_sets, baseline, out, conf.search, conf.samples)
-    print(table)
+    show(table)
     first = test_sets[0]
     ok_rows = [r for r in rows if f"{first}.bleu" in r]
     bleu_bars([r["variant"] for r in ok_rows], [r[f"{first}.bleu"] for r in ok_rows],
@@ -106,6 +107,13 @@ def write_alignment_grids(runs, test_set, conf, folder: Path) -> None:
             heatmap_grid(items, folder / f"{i + 1}.png",
                          title=f"{test_set}, sentence {i + 1}, beam {conf.search.beam_size}")
 
+
+
+def show(text: str) -> None:
+    """Print, replacing what the terminal's encoding cannot show (e.g. "≤" under a Latin-1
+    locale); the files keep UTF-8."""
+    encoding = sys.stdout.encoding or "utf-8"
+    print(text.encode(encoding, "replace").decode(encoding))
 
 @hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="compare")
 def main(cfg: DictConfig) -> None:
