@@ -108,12 +108,12 @@ def write_alignment_grids(runs, test_set, conf, folder: Path) -> None:
                          title=f"{test_set}, sentence {i + 1}, beam {conf.search.beam_size}")
 
 
-
 def show(text: str) -> None:
     """Print, replacing what the terminal's encoding cannot show (e.g. "≤" under a Latin-1
     locale); the files keep UTF-8."""
     encoding = sys.stdout.encoding or "utf-8"
     print(text.encode(encoding, "replace").decode(encoding))
+
 
 @hydra.main(version_base="1.3", config_path="pkg://nmt.configs", config_name="compare")
 def main(cfg: DictConfig) -> None:
